@@ -1,0 +1,5 @@
+import sys
+
+from mlupdate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Turning user features into tensors (images, arrays) and network outputs into Core ML results."""

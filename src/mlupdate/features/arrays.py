@@ -1,0 +1,56 @@
+"""Multiarray features: checking user arrays and laying them out as network blobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlupdate.errors import FeatureError
+from mlupdate.spec.description import FeatureDescription
+
+
+def check_array(value: Any, fd: FeatureDescription) -> np.ndarray:
+    """Validate a multiarray feature against its description and return it as float32.
+
+    Raises:
+        FeatureError: If the value is not numeric or its shape does not match.
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - any conversion failure is the user's input
+        arr = None
+    if arr is None or arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise FeatureError(
+            f"Input '{fd.name}' must be a numeric array of shape {list(fd.shape)}, got "
+            f"{type(value).__name__}. Pass a numpy array."
+        )
+    want = tuple(fd.shape)
+    if want and arr.shape != want:
+        if arr.size == int(np.prod(want)) and _squeezed(arr.shape) == _squeezed(want):
+            arr = arr.reshape(want)
+        else:
+            raise FeatureError(
+                f"Input '{fd.name}' has shape {list(arr.shape)} but the model expects {list(want)}. "
+                "Reshape the array (numpy's reshape) to the declared shape."
+            )
+    return arr.astype(np.float32, copy=False)
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
+
+
+def to_blob(arr: np.ndarray, nd: bool) -> np.ndarray:
+    """One example's array as the network sees it, without the batch axis.
+
+    Legacy (rank-5) networks see ``[C]`` as ``[C, 1, 1]`` and ``[C, H, W]`` as it is.
+    ND networks see the declared shape; a leading 1 is the batch axis and is dropped here.
+    """
+    if nd:
+        return arr[0] if arr.ndim >= 1 and arr.shape[0] == 1 else arr
+    if arr.ndim == 1:
+        return arr.reshape(-1, 1, 1)
+    if arr.ndim == 5:
+        return arr.reshape(arr.shape[-3:])
+    return arr

@@ -1,0 +1,1 @@
+"""constant layers (filled in by their family module)."""

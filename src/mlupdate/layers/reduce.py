@@ -1,0 +1,1 @@
+"""reduce layers (filled in by their family module)."""

@@ -1,0 +1,1 @@
+"""Loading and running models: ``Model``, ``load`` and the executors behind them."""

@@ -1,0 +1,135 @@
+"""Executors run a compiled :class:`~mlupdate.graph.Graph`: torch (truth, CUDA) or onnxruntime (CPU).
+
+On the CPU the graph is exported to ONNX once per model (cached in memory and on disk, keyed
+by the model's bytes) and run with onnxruntime; graphs that do not export fall back to torch
+with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlupdate.errors import ExportError, ParameterError
+from mlupdate.graph import Graph
+
+COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
+_EXPORT_VERSION = "1"
+
+
+class TorchExecutor:
+    """Runs the graph with PyTorch on ``device``."""
+
+    name = "torch"
+
+    def __init__(self, graph: Graph, device: str = "cpu") -> None:
+        self.graph = graph.to(device)
+        self.device = device
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on numpy inputs; returns numpy outputs."""
+        with torch.inference_mode():
+            outs = self.graph(*[torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays])
+        return [o.detach().cpu().numpy() for o in outs]
+
+
+class OnnxExecutor:
+    """Runs the graph's ONNX export with onnxruntime on the CPU."""
+
+    name = "onnxruntime"
+    device = "cpu"
+
+    def __init__(self, graph: Graph, samples: list[np.ndarray], batched: bool, cache_key: str | None = None) -> None:
+        import onnxruntime as ort
+
+        data = _cached_export(graph, samples, batched, cache_key)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - an unloadable export means "fall back"
+            raise ExportError(f"onnxruntime cannot load the exported graph: {exc}") from exc
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.onnx_bytes = data
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on numpy inputs; returns numpy outputs."""
+        feeds = {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in zip(self.input_names, arrays, strict=True)}
+        return self.session.run(None, feeds)
+
+
+def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool) -> bytes:
+    """Export a graph to ONNX bytes with a dynamic batch axis (when ``batched``).
+
+    Raises:
+        ExportError: If torch cannot export the graph.
+    """
+    ins = [f"in{i}" for i in range(len(samples))]
+    outs = [f"out{i}" for i in range(len(graph.output_names))]
+    axes = {n: {0: "batch"} for n in ins + outs} if batched else None
+    buf = io.BytesIO()
+    graph = graph.cpu().eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, tuple(torch.from_numpy(s) for s in samples), buf, dynamo=False,
+                              input_names=ins, output_names=outs, dynamic_axes=axes, opset_version=17,
+                              do_constant_folding=True)
+    except Exception as exc:  # noqa: BLE001 - any exporter failure means "fall back"
+        raise ExportError(f"ONNX export failed: {exc}") from exc
+    return buf.getvalue()
+
+
+def cache_dir() -> Path:
+    """Where exported ONNX graphs are cached (``$MLUPDATE_CACHE_DIR`` or ``~/.cache/mlupdate``)."""
+    root = os.environ.get("MLUPDATE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "mlupdate")
+    return Path(root) / "onnx"
+
+
+def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: str | None) -> bytes:
+    if key is None:
+        return export_onnx(graph, samples, batched)
+    digest = hashlib.sha256(f"{key}|{torch.__version__}|{_EXPORT_VERSION}|{batched}".encode()).hexdigest()[:32]
+    path = cache_dir() / f"{digest}.onnx"
+    if path.is_file():
+        return path.read_bytes()
+    data = export_onnx(graph, samples, batched)
+    try:
+        from mlupdate.spec.io import write_bytes_atomic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(data, path)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation only
+        pass
+    return data
+
+
+def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
+                  cache_key: str | None = None) -> TorchExecutor | OnnxExecutor:
+    """Choose the executor for ``compute_units``.
+
+    ``cpu_and_gpu`` and ``all`` run the torch graph on CUDA when torch sees a GPU; otherwise
+    (and always for ``cpu_only``) the ONNX export runs on onnxruntime, falling back to torch
+    with a warning for graphs that do not export.
+
+    Raises:
+        ParameterError: For an unknown ``compute_units``.
+    """
+    if compute_units not in COMPUTE_UNITS:
+        raise ParameterError(f"compute_units={compute_units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
+    if compute_units != "cpu_only" and torch.cuda.is_available():
+        return TorchExecutor(graph, "cuda")
+    try:
+        return OnnxExecutor(graph, samples, batched, cache_key)
+    except ExportError as exc:
+        warnings.warn(f"{exc}. mlupdate runs this model with PyTorch instead (slower on the CPU).",
+                      RuntimeWarning, stacklevel=3)
+        return TorchExecutor(graph, "cpu")

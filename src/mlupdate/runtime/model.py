@@ -1,0 +1,167 @@
+"""``mlupdate.Model`` and ``mlupdate.load``: a Core ML model you can predict with and write."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlupdate.errors import FeatureError, ImageError
+from mlupdate.features.images import CROP_AND_SCALE
+from mlupdate.spec.description import Description
+from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
+from mlupdate.spec.validate import check_model_type
+
+
+class Program(Protocol):
+    """What every model kind compiles to."""
+
+    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
+        """Predict each example."""
+        ...
+
+
+def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None) -> Any:
+    """Compile a validated spec into the program that runs it."""
+    kind = check_model_type(spec)
+    if kind.startswith("neuralNetwork"):
+        from mlupdate.runtime.network import NetworkProgram
+
+        return NetworkProgram(spec, compute_units, cache_key)
+    if kind == "kNearestNeighborsClassifier":
+        from mlupdate.runtime.knn import KNNProgram
+
+        return KNNProgram(spec)
+    from mlupdate.runtime.pipeline import PipelineProgram
+
+    return PipelineProgram(spec, compute_units, cache_key)
+
+
+class Model:
+    """A loaded Core ML model: predict, describe, write.
+
+    Args:
+        spec: A ``Model_pb2.Model``; the model keeps its own copy.
+        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all`` (as ``MLModelConfiguration``).
+        crop_and_scale: How images of another size are fitted (Vision's option):
+            ``center_crop`` (Vision's default), ``scale_fit`` or ``scale_fill``.
+        path: Where the model was read from, if anywhere.
+
+    Raises:
+        mlupdate.Error: Subclasses for every problem with the spec (see ``mlupdate.load``).
+    """
+
+    def __init__(self, spec: ModelSpec, *, compute_units: str = "all", crop_and_scale: str = "center_crop",
+                 path: str | os.PathLike[str] | None = None) -> None:
+        if crop_and_scale not in CROP_AND_SCALE:
+            raise ImageError(f"crop_and_scale must be one of {', '.join(CROP_AND_SCALE)}, got {crop_and_scale!r}.")
+        self._spec = copy_spec(spec)
+        self.compute_units = compute_units
+        self.crop_and_scale = crop_and_scale
+        self.path = Path(path) if path is not None else None
+        key = hashlib.sha256(self._spec.SerializeToString()).hexdigest()
+        self._program = build_program(self._spec, compute_units, key)
+        self._description = Description.from_spec(self._spec)
+
+    # -- what it is ---------------------------------------------------------------------------
+    @property
+    def spec(self) -> ModelSpec:
+        """A copy of the model's specification (``Model_pb2.Model``)."""
+        return copy_spec(self._spec)
+
+    def get_spec(self) -> ModelSpec:
+        """A copy of the specification (same as ``spec``; coremltools' spelling)."""
+        return self.spec
+
+    @property
+    def description(self) -> Description:
+        """Inputs, outputs, training inputs, class labels, metadata and ``is_updatable``."""
+        return self._description
+
+    @property
+    def is_updatable(self) -> bool:
+        """Whether the model is marked updatable."""
+        return bool(self._spec.isUpdatable)
+
+    @property
+    def executor(self) -> str:
+        """``onnxruntime`` or ``torch`` (for pipelines, the executors of the neural networks)."""
+        return _executor_attr(self._program, "name")
+
+    @property
+    def device(self) -> str:
+        """``cpu`` or ``cuda``."""
+        return _executor_attr(self._program, "device")
+
+    # -- predicting ---------------------------------------------------------------------------
+    def predict(self, features: dict[str, Any]) -> dict[str, Any]:
+        """Predict one example.
+
+        Args:
+            features: Input name to value: images as PIL images, paths, bytes or ``HxWxC`` uint8
+                arrays; multiarrays as numpy arrays. Extra keys are ignored, as in Core ML.
+
+        Returns:
+            Output name to value. A classifier returns its top label under
+            ``predictedFeatureName`` and ``{label: probability}`` under ``predictedProbabilitiesName``.
+
+        Raises:
+            FeatureError: For a missing input or a value of the wrong type or shape.
+        """
+        return self.predict_batch([features])[0]
+
+    def predict_batch(self, batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Predict many examples in one batched forward pass (where the network allows it)."""
+        if isinstance(batch, dict):
+            raise FeatureError("predict_batch takes a list of feature dictionaries; use predict for one.")
+        if not batch:
+            return []
+        for i, ex in enumerate(batch):
+            if not isinstance(ex, dict):
+                raise FeatureError(f"Example {i} is a {type(ex).__name__}, not a dict of feature name to value.")
+        return self._program.predict_batch(list(batch), self.crop_and_scale)
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model as a ``.mlmodel`` file, atomically (temp file, fsync, rename)."""
+        return write_spec(self._spec, path)
+
+    save = write
+
+    def __repr__(self) -> str:
+        d = self._description
+        return (f"<mlupdate.Model {d.model_type} v{d.specification_version} inputs={list(d.inputs)} "
+                f"outputs={list(d.outputs)} updatable={d.is_updatable} executor={self.executor}>")
+
+
+def _executor_attr(program: Any, attr: str) -> str:
+    ex = getattr(program, "executor", None)
+    if ex is not None:
+        return getattr(ex, attr)
+    subs = getattr(program, "programs", None)
+    if subs:
+        vals = sorted({_executor_attr(p, attr) for p in subs} - {"none"})
+        return "+".join(vals) if vals else "none"
+    return "numpy" if attr == "name" else "cpu"
+
+
+def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scale: str = "center_crop") -> Model:
+    """Load a ``.mlmodel`` file, validate it once and compile it.
+
+    Args:
+        path: The ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN or pipeline).
+        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
+        crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        ModelFileError: Not a model file, unreadable or truncated.
+        UnsupportedModelError: mlProgram or another type mlupdate cannot run.
+        UnsupportedLayerError: A layer kind mlupdate does not implement.
+        SpecError: An inconsistent spec (missing blobs, wrong weight counts).
+    """
+    return Model(read_spec(path), compute_units=compute_units, crop_and_scale=crop_and_scale, path=path)

@@ -1,0 +1,190 @@
+"""Neural networks (neuralNetwork, neuralNetworkClassifier, neuralNetworkRegressor) as a runnable program."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlupdate.errors import FeatureError, SpecError
+from mlupdate.features.arrays import check_array, to_blob
+from mlupdate.graph import Graph, Preprocess, compile_layers
+from mlupdate.runtime.executors import make_executor
+from mlupdate.spec.description import Description, FeatureDescription
+
+NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
+EXACT_ARRAY_MAPPING = 1
+
+
+def network_of(spec: Any) -> Any:
+    """The ``NeuralNetwork*`` message of a neural-network spec."""
+    return getattr(spec, spec.WhichOneof("Type"))
+
+
+class NetworkProgram:
+    """A compiled neural network: inputs in, Core ML results out.
+
+    Args:
+        spec: A ``Model_pb2.Model`` of a neural-network type (validated by the caller).
+        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
+        cache_key: Identifies the model's bytes for the on-disk ONNX cache (None: no disk cache).
+    """
+
+    def __init__(self, spec: Any, compute_units: str = "all", cache_key: str | None = None) -> None:
+        self.spec = spec
+        self.desc = Description.from_spec(spec)
+        nn_msg = network_of(spec)
+        self.nd = nn_msg.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
+        self.inputs = list(self.desc.inputs.values())
+        nodes, modules = compile_layers(nn_msg.layers, [f.name for f in self.inputs], self.nd)
+        self.prob_blob = self._probability_blob(nn_msg)
+        blobs = [o for o in self.desc.outputs
+                 if o not in (self.desc.predicted_feature_name, self.desc.predicted_probabilities_name)]
+        if self.prob_blob and self.prob_blob not in blobs:
+            blobs.append(self.prob_blob)
+        produced = {o for n in nodes for o in n.outputs} | set(self.desc.inputs)
+        for b in blobs:
+            if b not in produced:
+                raise SpecError(
+                    f"Output '{b}' is not produced by any layer. Rename the output to the blob the last "
+                    "layer writes, or add the missing layer."
+                )
+        self.output_blobs = blobs
+        self.batched = all(self._batchable(f) for f in self.inputs)
+        self.graph = Graph(nodes, modules, [f.name for f in self.inputs], blobs, self._preprocessing(nn_msg))
+        self.graph.eval()
+        self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key)
+        self.lock = threading.Lock()
+
+    # -- interface -----------------------------------------------------------------------------
+    def _probability_blob(self, nn_msg: Any) -> str | None:
+        if self.spec.WhichOneof("Type") != "neuralNetworkClassifier":
+            return None
+        if nn_msg.labelProbabilityLayerName:
+            return nn_msg.labelProbabilityLayerName
+        pname = self.desc.predicted_probabilities_name
+        layer_outputs = {o for layer in nn_msg.layers for o in layer.output}
+        if pname and pname in layer_outputs:
+            return pname
+        if not nn_msg.layers:
+            raise SpecError("The classifier has no layers; add at least one layer producing class scores.")
+        return nn_msg.layers[-1].output[0]
+
+    def _batchable(self, fd: FeatureDescription) -> bool:
+        if not self.nd or fd.type == "image":
+            return True
+        return bool(fd.shape) and fd.shape[0] == 1
+
+    def _preprocessing(self, nn_msg: Any) -> dict[str, torch.nn.Module]:
+        images = [f for f in self.inputs if f.type == "image"]
+        out: dict[str, torch.nn.Module] = {}
+        for pp in nn_msg.preprocessing:
+            target = pp.featureName or (images[0].name if len(images) == 1 else "")
+            fd = self.desc.inputs.get(target)
+            if fd is None or fd.image_constraint is None:
+                raise SpecError(f"Preprocessing names input '{pp.featureName}', which is not an image input.")
+            c = fd.image_constraint
+            shape = (c.channels, c.height, c.width)
+            kind = pp.WhichOneof("preprocessor")
+            if kind == "scaler":
+                s = pp.scaler
+                bias = [s.grayBias] if c.channels == 1 else (
+                    [s.blueBias, s.greenBias, s.redBias] if c.color_space == "BGR" else
+                    [s.redBias, s.greenBias, s.blueBias])
+                out[target] = Preprocess(s.channelScale if s.channelScale != 0 else 1.0, bias, None, shape)
+            elif kind == "meanImage":
+                out[target] = Preprocess(1.0, None, list(pp.meanImage.meanImage), shape)
+        return out
+
+    def sample_inputs(self, batch: int = 1) -> list[np.ndarray]:
+        """Zero inputs of the right shapes (for export and checks)."""
+        arrays = []
+        for f in self.inputs:
+            if f.type == "image":
+                c = f.image_constraint
+                one = np.zeros((c.channels, c.height, c.width), np.float32)
+            else:
+                one = to_blob(np.zeros(f.shape or (1,), np.float32), self.nd)
+            arrays.append(np.stack([one] * batch) if self.batched else one)
+        return arrays
+
+    # -- features ------------------------------------------------------------------------------
+    def encode(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[np.ndarray]:
+        """Turn feature dictionaries into the graph's input arrays (batch first when batched)."""
+        columns: list[np.ndarray] = []
+        for f in self.inputs:
+            values = []
+            for ex in examples:
+                if f.name not in ex:
+                    if f.optional:
+                        raise FeatureError(f"Optional input '{f.name}' left out; mlupdate needs it: pass it.")
+                    raise FeatureError(
+                        f"Missing input '{f.name}' ({f}). The model's inputs are: "
+                        f"{', '.join(str(x) for x in self.inputs)}."
+                    )
+                values.append(self.encode_one(f, ex[f.name], crop_and_scale))
+            columns.append(np.stack(values) if self.batched else values[0])
+        return columns
+
+    def encode_one(self, f: FeatureDescription, value: Any, crop_and_scale: str) -> np.ndarray:
+        """One feature value as the network blob (no batch axis)."""
+        if f.type == "image":
+            c = f.image_constraint
+            return c.to_array(c.prepare(value, crop_and_scale))
+        if f.type == "multiArray":
+            return to_blob(check_array(value, f), self.nd)
+        raise FeatureError(f"Input '{f.name}' is of type {f.type}, which neural networks do not take.")
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on encoded inputs; returns blob name -> array."""
+        outs = self.executor.run(arrays)
+        return dict(zip(self.output_blobs, outs, strict=True))
+
+    def decode(self, blobs: dict[str, np.ndarray], index: int | None) -> dict[str, Any]:
+        """Core ML results of example ``index`` (None when unbatched)."""
+        result: dict[str, Any] = {}
+        for name, fd in self.desc.outputs.items():
+            if name in (self.desc.predicted_feature_name, self.desc.predicted_probabilities_name):
+                continue
+            arr = blobs[name] if index is None else blobs[name][index]
+            result[name] = _declared(arr, fd.shape, self.nd and self.batched)
+        if self.prob_blob:
+            probs = (blobs[self.prob_blob] if index is None else blobs[self.prob_blob][index]).reshape(-1)
+            result.update(classifier_outputs(self.desc, probs))
+        return result
+
+    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
+        """Predict every example; one batched forward pass when the network allows it."""
+        if self.batched:
+            blobs = self.run(self.encode(examples, crop_and_scale))
+            return [self.decode(blobs, i) for i in range(len(examples))]
+        return [self.decode(self.run(self.encode([ex], crop_and_scale)), None) for ex in examples]
+
+
+def _declared(arr: np.ndarray, shape: tuple[int, ...], had_batch_axis: bool) -> np.ndarray:
+    if had_batch_axis:
+        arr = arr[None]
+    if shape and arr.size == int(np.prod(shape)):
+        return arr.reshape(shape)
+    return arr
+
+
+def classifier_outputs(desc: Description, probs: np.ndarray) -> dict[str, Any]:
+    """``predictedFeatureName`` and ``predictedProbabilitiesName`` from a class-score vector."""
+    labels = desc.class_labels or []
+    if probs.size != len(labels):
+        raise SpecError(
+            f"The classifier has {len(labels)} labels but its probability blob holds {probs.size} values. "
+            "Make the last layer output one score per label."
+        )
+    top = labels[int(np.argmax(probs))]
+    out: dict[str, Any] = {}
+    if desc.predicted_feature_name:
+        out[desc.predicted_feature_name] = top
+    if desc.predicted_probabilities_name:
+        out[desc.predicted_probabilities_name] = {lab: float(p) for lab, p in zip(labels, probs, strict=True)}
+    return out

@@ -1,0 +1,193 @@
+"""Read and write ``.mlmodel`` files through coremltools' protobuf classes.
+
+Writes are atomic: the bytes go to a temporary file in the target folder, are flushed
+and fsynced, then renamed over the target, so a crash never leaves a half-written model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import DecodeError
+
+from mlupdate.errors import ModelFileError
+
+
+def _import_proto() -> Any:
+    """Import coremltools' protobuf classes without its import-time noise on Linux.
+
+    coremltools logs "Failed to load _MLModelProxy" (no Core ML framework off macOS) and a
+    torch-version warning when imported; neither concerns mlupdate, which only uses its protos.
+    """
+    log = logging.getLogger("coremltools")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from coremltools.proto import Model_pb2 as proto
+    finally:
+        log.setLevel(level)
+    return proto
+
+
+Model_pb2 = _import_proto()
+
+ModelSpec = Any  # Model_pb2.Model; protobuf classes carry no static types
+
+
+def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """Read a ``.mlmodel`` file into a ``Model_pb2.Model``.
+
+    Args:
+        path: Path of the ``.mlmodel`` file.
+
+    Returns:
+        The parsed specification.
+
+    Raises:
+        ModelFileError: If the file is missing, is a compiled ``.mlmodelc`` or ``.mlpackage``
+            folder, is truncated, or is not a Core ML model.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if p.suffix == ".mlpackage":
+            raise ModelFileError(
+                f"{p} is an .mlpackage (an ML Program). Core ML updatable models are .mlmodel neural "
+                "networks: convert with coremltools.convert(..., convert_to='neuralnetwork')."
+            )
+        raise ModelFileError(
+            f"{p} is a folder (a compiled .mlmodelc?). mlupdate reads the source .mlmodel file; "
+            "pass the .mlmodel that Xcode compiled it from."
+        )
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"No model file at {p}: check the path.") from None
+    except OSError as exc:
+        raise ModelFileError(f"Cannot read {p}: {exc.strerror}. Check the file's permissions.") from None
+    return parse_spec(data, source=str(p))
+
+
+def parse_spec(data: bytes, source: str = "<bytes>") -> ModelSpec:
+    """Parse ``.mlmodel`` bytes, checking that they really are a Core ML model.
+
+    Args:
+        data: The serialized ``Model`` protobuf.
+        source: A name for the data in error messages.
+
+    Returns:
+        The parsed specification.
+
+    Raises:
+        ModelFileError: If the bytes are empty, truncated or not a Core ML model.
+    """
+    if not data:
+        raise ModelFileError(f"{source} is empty: it is not a Core ML model. Re-export or re-download it.")
+    spec = Model_pb2.Model()
+    try:
+        spec.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(
+            f"{source} is not a readable Core ML .mlmodel file (the protobuf does not parse: {exc}). "
+            "It may be truncated or of another format; re-export it with coremltools."
+        ) from None
+    if spec.WhichOneof("Type") is None or spec.specificationVersion <= 0:
+        raise ModelFileError(
+            f"{source} parses as protobuf but holds no Core ML model (no model type or specification "
+            "version). Check that this is a .mlmodel file, not another format."
+        )
+    return spec
+
+
+def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
+    """Write bytes to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    Args:
+        data: The bytes to write.
+        path: Destination path; its folder must exist.
+
+    Returns:
+        The destination path.
+
+    Raises:
+        ModelFileError: If the folder does not exist or is not writable.
+    """
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        raise ModelFileError(f"Cannot write {dest}: folder {folder} does not exist. Create it first.")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ModelFileError(f"Cannot write into {folder}: {exc.strerror}. Choose a writable folder.") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return dest
+
+
+def write_spec(spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
+    """Serialize a specification to ``path`` atomically.
+
+    Args:
+        spec: A ``Model_pb2.Model``.
+        path: Destination ``.mlmodel`` path.
+
+    Returns:
+        The destination path.
+    """
+    return write_bytes_atomic(spec.SerializeToString(), path)
+
+
+def copy_spec(spec: ModelSpec) -> ModelSpec:
+    """Return a deep copy of a specification."""
+    out = Model_pb2.Model()
+    out.CopyFrom(spec)
+    return out
+
+
+def resolve_spec(model_or_path: Any) -> ModelSpec:
+    """Return a private copy of the spec behind a path, a ``Model``, an ``MLModel`` or a spec.
+
+    Args:
+        model_or_path: A path, an :class:`mlupdate.Model`, a coremltools ``MLModel`` or a
+            ``Model_pb2.Model``.
+
+    Returns:
+        A copy that the caller may modify freely.
+
+    Raises:
+        ModelFileError: If the object is none of those.
+    """
+    if isinstance(model_or_path, (str, os.PathLike)):
+        return read_spec(model_or_path)
+    if isinstance(model_or_path, Model_pb2.Model):
+        return copy_spec(model_or_path)
+    spec = getattr(model_or_path, "spec", None)
+    if isinstance(spec, Model_pb2.Model):
+        return copy_spec(spec)
+    get_spec = getattr(model_or_path, "get_spec", None)
+    if callable(get_spec):
+        return copy_spec(get_spec())
+    raise ModelFileError(
+        f"Expected a .mlmodel path, an mlupdate.Model, a coremltools MLModel or a spec, got "
+        f"{type(model_or_path).__name__}."
+    )

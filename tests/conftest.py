@@ -1,0 +1,26 @@
+"""Shared fixtures: the pets photos from ../shared, a private ONNX cache, converted models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PETS = Path(os.environ.get("MLUPDATE_PETS", ROOT.parent / "shared" / "data" / "pets"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the ONNX cache of the test run out of the user's home."""
+    os.environ["MLUPDATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ.setdefault("MLUPDATE_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture(scope="session")
+def pets() -> Path:
+    """The Oxford-IIIT Pet head crops (train/test, cat/dog)."""
+    if not (PETS / "train" / "cat").is_dir():
+        pytest.fail(f"Pet photos not found at {PETS}; set MLUPDATE_PETS or check out ../shared beside the repo.")
+    return PETS
