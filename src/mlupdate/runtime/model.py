@@ -12,6 +12,7 @@ from mlupdate.errors import FeatureError, ImageError
 from mlupdate.features.images import CROP_AND_SCALE
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
+from mlupdate.spec.params import ParameterDescription, update_parameters
 from mlupdate.spec.validate import check_model_type
 
 
@@ -84,6 +85,11 @@ class Model:
     def is_updatable(self) -> bool:
         """Whether the model is marked updatable."""
         return bool(self._spec.isUpdatable)
+
+    @property
+    def parameter_descriptions(self) -> dict[str, ParameterDescription]:
+        """Update parameters (``learning_rate``, ``epochs``, ...) with defaults and allowed values."""
+        return update_parameters(self._spec)
 
     @property
     def executor(self) -> str:
