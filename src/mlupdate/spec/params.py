@@ -105,7 +105,8 @@ def update_parameters(spec: Any) -> dict[str, ParameterDescription]:
         pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
         return update_parameters(pipe.models[-1]) if pipe.models else {}
     if kind == "kNearestNeighborsClassifier":
-        return {"number_of_neighbors": _int_param("number_of_neighbors", spec.kNearestNeighborsClassifier.numberOfNeighbors)}
+        k = spec.kNearestNeighborsClassifier.numberOfNeighbors
+        return {"number_of_neighbors": _int_param("number_of_neighbors", k)}
     if not (kind or "").startswith("neuralNetwork"):
         return {}
     up = getattr(spec, kind).updateParams
