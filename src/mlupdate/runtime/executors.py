@@ -20,6 +20,7 @@ from mlupdate.errors import ExportError, ParameterError
 from mlupdate.graph import Graph
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
+EXECUTORS = ("auto", "onnxruntime", "torch")
 _EXPORT_VERSION = "1"
 
 
@@ -113,20 +114,26 @@ def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: 
 
 
 def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
-                  cache_key: str | None = None) -> TorchExecutor | OnnxExecutor:
+                  cache_key: str | None = None, executor: str = "auto") -> TorchExecutor | OnnxExecutor:
     """Choose the executor for ``compute_units``.
 
     ``cpu_and_gpu`` and ``all`` run the torch graph on CUDA when torch sees a GPU; otherwise
     (and always for ``cpu_only``) the ONNX export runs on onnxruntime, falling back to torch
-    with a warning for graphs that do not export.
+    with a warning for graphs that do not export. ``executor="torch"`` or ``"onnxruntime"``
+    forces one (for comparisons and debugging).
 
     Raises:
-        ParameterError: For an unknown ``compute_units``.
+        ParameterError: For an unknown ``compute_units`` or ``executor``.
     """
     if compute_units not in COMPUTE_UNITS:
         raise ParameterError(f"compute_units={compute_units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
-    if compute_units != "cpu_only" and torch.cuda.is_available():
-        return TorchExecutor(graph, "cuda")
+    if executor not in EXECUTORS:
+        raise ParameterError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}.")
+    gpu = compute_units != "cpu_only" and torch.cuda.is_available()
+    if executor == "torch" or (executor == "auto" and gpu):
+        return TorchExecutor(graph, "cuda" if gpu else "cpu")
+    if executor == "onnxruntime":
+        return OnnxExecutor(graph, samples, batched, cache_key)
     try:
         return OnnxExecutor(graph, samples, batched, cache_key)
     except ExportError as exc:

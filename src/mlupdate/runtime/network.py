@@ -31,9 +31,11 @@ class NetworkProgram:
         spec: A ``Model_pb2.Model`` of a neural-network type (validated by the caller).
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         cache_key: Identifies the model's bytes for the on-disk ONNX cache (None: no disk cache).
+        executor: ``auto``, ``onnxruntime`` or ``torch``.
     """
 
-    def __init__(self, spec: Any, compute_units: str = "all", cache_key: str | None = None) -> None:
+    def __init__(self, spec: Any, compute_units: str = "all", cache_key: str | None = None,
+                 executor: str = "auto") -> None:
         self.spec = spec
         self.desc = Description.from_spec(spec)
         nn_msg = network_of(spec)
@@ -56,7 +58,8 @@ class NetworkProgram:
         self.batched = all(self._batchable(f) for f in self.inputs)
         self.graph = Graph(nodes, modules, [f.name for f in self.inputs], blobs, self._preprocessing(nn_msg))
         self.graph.eval()
-        self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key)
+        self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key,
+                                      executor)
         self.lock = threading.Lock()
 
     # -- interface -----------------------------------------------------------------------------
