@@ -22,6 +22,7 @@ from mlupdate.errors import ImageError
 COLOR_SPACES = {10: "GRAYSCALE", 20: "RGB", 30: "BGR", 40: "GRAYSCALE_FLOAT16"}
 CROP_AND_SCALE = ("center_crop", "scale_fit", "scale_fill")
 DEFAULT_MAX_PIXELS = 64_000_000
+_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,11 @@ class ImageConstraint:
             wr = (int(r.widthRange.lowerBound), int(r.widthRange.upperBound))
             hr = (int(r.heightRange.lowerBound), int(r.heightRange.upperBound))
         return cls(int(it.width), int(it.height), COLOR_SPACES.get(it.colorSpace, "RGB"), enumerated, wr, hr)
+
+    @property
+    def flexible(self) -> bool:
+        """Whether the model accepts sizes other than the default one."""
+        return bool(self.enumerated_sizes) or (self.width_range is not None and self.height_range is not None)
 
     @property
     def channels(self) -> int:
@@ -98,7 +104,9 @@ class ImageConstraint:
         if crop_and_scale not in CROP_AND_SCALE:
             raise ImageError(f"Unknown crop_and_scale {crop_and_scale!r}: use one of {', '.join(CROP_AND_SCALE)}.")
         img = to_pil(image, max_pixels=max_pixels)
-        img = img.convert("L" if self.channels == 1 else "RGB")
+        mode = "L" if self.channels == 1 else "RGB"
+        if img.mode != mode:
+            img = img.convert(mode)  # alpha is ignored, as Core ML ignores it
         if self.accepts(*img.size):
             return img
         w, h = self.width, self.height
@@ -110,14 +118,12 @@ class ImageConstraint:
 
     def to_array(self, image: Image.Image) -> np.ndarray:
         """Pixels of a prepared image as float32 ``[C, H, W]`` in the model's channel order."""
-        arr = np.asarray(image, dtype=np.float32)
+        arr = np.asarray(image)
         if arr.ndim == 2:
-            arr = arr[None]
-        else:
-            arr = arr.transpose(2, 0, 1)
-            if self.color_space == "BGR":
-                arr = arr[::-1]
-        return np.ascontiguousarray(arr)
+            return arr[None].astype(np.float32)
+        if self.color_space == "BGR":
+            arr = arr[:, :, ::-1]
+        return np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)  # one pass: layout and dtype
 
     def __str__(self) -> str:
         extra = ""
@@ -138,7 +144,9 @@ def to_pil(image: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         _check_pixels(image.size, max_pixels, "image")
         return image
     if isinstance(image, np.ndarray):
-        return _from_array(image)
+        img = _from_array(image)
+        _check_pixels(img.size, max_pixels, "image array")
+        return img
     if isinstance(image, (bytes, bytearray)):
         return _decode(io.BytesIO(image), "uploaded image", max_pixels)
     if isinstance(image, (str, os.PathLike)):
@@ -167,11 +175,13 @@ def _decode(src: Any, name: str, max_pixels: int) -> Image.Image:
             img = Image.open(src)
             _check_pixels(img.size, max_pixels, name)
             img.load()
-        return ImageOps.exif_transpose(img)
+        if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+            img = ImageOps.exif_transpose(img)
+        return img
     except ImageError:
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise ImageError(f"{name} is too large to decode safely (decompression bomb guard).") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name} is too large to decode safely ({exc}); downscale it first.") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name} is not an image Pillow can read (JPEG, PNG, ...): choose an image file.") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -46,10 +46,11 @@ class OnnxExecutor:
     name = "onnxruntime"
     device = "cpu"
 
-    def __init__(self, graph: Graph, samples: list[np.ndarray], batched: bool, cache_key: str | None = None) -> None:
+    def __init__(self, graph: Graph, samples: list[np.ndarray], batched: bool, cache_key: str | None = None,
+                 dynamic_hw: tuple[int, ...] = ()) -> None:
         import onnxruntime as ort
 
-        data = _cached_export(graph, samples, batched, cache_key)
+        data = _cached_export(graph, samples, batched, cache_key, dynamic_hw)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
@@ -66,15 +67,22 @@ class OnnxExecutor:
         return self.session.run(None, feeds)
 
 
-def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool) -> bytes:
+def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_hw: tuple[int, ...] = ()) -> bytes:
     """Export a graph to ONNX bytes with a dynamic batch axis (when ``batched``).
+
+    ``dynamic_hw`` lists the inputs (by index) whose last two axes (height, width) are dynamic too:
+    image inputs with flexible sizes.
 
     Raises:
         ExportError: If torch cannot export the graph.
     """
     ins = [f"in{i}" for i in range(len(samples))]
     outs = [f"out{i}" for i in range(len(graph.output_names))]
-    axes = {n: {0: "batch"} for n in ins + outs} if batched else None
+    axes: dict[str, dict[int, str]] | None = {n: {0: "batch"} for n in ins + outs} if batched else None
+    for i in dynamic_hw:
+        nd = samples[i].ndim
+        axes = axes or {}
+        axes.setdefault(ins[i], {}).update({nd - 2: f"h{i}", nd - 1: f"w{i}"})
     buf = io.BytesIO()
     graph = graph.cpu().eval()
     try:
@@ -95,14 +103,16 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: str | None) -> bytes:
+def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: str | None,
+                   dynamic_hw: tuple[int, ...] = ()) -> bytes:
     if key is None:
-        return export_onnx(graph, samples, batched)
-    digest = hashlib.sha256(f"{key}|{torch.__version__}|{_EXPORT_VERSION}|{batched}".encode()).hexdigest()[:32]
+        return export_onnx(graph, samples, batched, dynamic_hw)
+    digest = hashlib.sha256(f"{key}|{torch.__version__}|{_EXPORT_VERSION}|{batched}|{dynamic_hw}".encode()
+                            ).hexdigest()[:32]
     path = cache_dir() / f"{digest}.onnx"
     if path.is_file():
         return path.read_bytes()
-    data = export_onnx(graph, samples, batched)
+    data = export_onnx(graph, samples, batched, dynamic_hw)
     try:
         from mlupdate.spec.io import write_bytes_atomic
 
@@ -114,13 +124,14 @@ def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: 
 
 
 def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
-                  cache_key: str | None = None, executor: str = "auto") -> TorchExecutor | OnnxExecutor:
+                  cache_key: str | None = None, executor: str = "auto",
+                  dynamic_hw: tuple[int, ...] = ()) -> TorchExecutor | OnnxExecutor:
     """Choose the executor for ``compute_units``.
 
     ``cpu_and_gpu`` and ``all`` run the torch graph on CUDA when torch sees a GPU; otherwise
     (and always for ``cpu_only``) the ONNX export runs on onnxruntime, falling back to torch
     with a warning for graphs that do not export. ``executor="torch"`` or ``"onnxruntime"``
-    forces one (for comparisons and debugging).
+    forces one (for comparisons and debugging). ``dynamic_hw``: inputs with flexible image sizes.
 
     Raises:
         ParameterError: For an unknown ``compute_units`` or ``executor``.
@@ -133,9 +144,9 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
     if executor == "torch" or (executor == "auto" and gpu):
         return TorchExecutor(graph, "cuda" if gpu else "cpu")
     if executor == "onnxruntime":
-        return OnnxExecutor(graph, samples, batched, cache_key)
+        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw)
     try:
-        return OnnxExecutor(graph, samples, batched, cache_key)
+        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw)
     except ExportError as exc:
         warnings.warn(f"{exc}. mlupdate runs this model with PyTorch instead (slower on the CPU).",
                       RuntimeWarning, stacklevel=3)

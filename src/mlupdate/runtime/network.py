@@ -58,8 +58,9 @@ class NetworkProgram:
         self.batched = all(self._batchable(f) for f in self.inputs)
         self.graph = Graph(nodes, modules, [f.name for f in self.inputs], blobs, self._preprocessing(nn_msg))
         self.graph.eval()
+        flexible = tuple(i for i, f in enumerate(self.inputs) if f.image_constraint and f.image_constraint.flexible)
         self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key,
-                                      executor)
+                                      executor, flexible)
         self.lock = threading.Lock()
 
     # -- interface -----------------------------------------------------------------------------
@@ -117,20 +118,24 @@ class NetworkProgram:
     # -- features ------------------------------------------------------------------------------
     def encode(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[np.ndarray]:
         """Turn feature dictionaries into the graph's input arrays (batch first when batched)."""
-        columns: list[np.ndarray] = []
+        rows = [self.encode_row(ex, crop_and_scale) for ex in examples]
+        if not self.batched:
+            return rows[0]
+        return [np.stack([r[k] for r in rows]) for k in range(len(self.inputs))]
+
+    def encode_row(self, example: dict[str, Any], crop_and_scale: str) -> list[np.ndarray]:
+        """One example's input blobs, without the batch axis."""
+        row = []
         for f in self.inputs:
-            values = []
-            for ex in examples:
-                if f.name not in ex:
-                    if f.optional:
-                        raise FeatureError(f"Optional input '{f.name}' left out; mlupdate needs it: pass it.")
-                    raise FeatureError(
-                        f"Missing input '{f.name}' ({f}). The model's inputs are: "
-                        f"{', '.join(str(x) for x in self.inputs)}."
-                    )
-                values.append(self.encode_one(f, ex[f.name], crop_and_scale))
-            columns.append(np.stack(values) if self.batched else values[0])
-        return columns
+            if f.name not in example:
+                if f.optional:
+                    raise FeatureError(f"Optional input '{f.name}' left out; mlupdate needs it: pass it.")
+                raise FeatureError(
+                    f"Missing input '{f.name}' ({f}). The model's inputs are: "
+                    f"{', '.join(str(x) for x in self.inputs)}."
+                )
+            row.append(self.encode_one(f, example[f.name], crop_and_scale))
+        return row
 
     def encode_one(self, f: FeatureDescription, value: Any, crop_and_scale: str) -> np.ndarray:
         """One feature value as the network blob (no batch axis)."""
@@ -163,8 +168,18 @@ class NetworkProgram:
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
         """Predict every example; one batched forward pass when the network allows it."""
         if self.batched:
-            blobs = self.run(self.encode(examples, crop_and_scale))
-            return [self.decode(blobs, i) for i in range(len(examples))]
+            # Flexible image sizes: one forward pass per group of examples whose blobs share shapes.
+            rows = [self.encode_row(ex, crop_and_scale) for ex in examples]
+            groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
+            for i, row in enumerate(rows):
+                groups.setdefault(tuple(a.shape for a in row), []).append(i)
+            results: list[dict[str, Any]] = [{} for _ in examples]
+            for idx in groups.values():
+                blobs = self.run([np.stack([rows[i][k] for i in idx]) if len(idx) > 1 else rows[idx[0]][k][None]
+                                  for k in range(len(self.inputs))])
+                for j, i in enumerate(idx):
+                    results[i] = self.decode(blobs, j)
+            return results
         return [self.decode(self.run(self.encode([ex], crop_and_scale)), None) for ex in examples]
 
 
