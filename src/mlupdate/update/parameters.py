@@ -1,0 +1,104 @@
+"""Update parameters of a task: the model's defaults, overridden by the configuration and the caller.
+
+Keys are the snake_case forms of Core ML's ``MLParameterKey`` (``learning_rate``, ``momentum``,
+``mini_batch_size``, ``beta1``, ``beta2``, ``eps``, ``epochs``, ``shuffle``, ``seed``,
+``number_of_neighbors``); the camelCase spellings (``learningRate``) are accepted too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mlupdate.errors import ParameterError
+from mlupdate.runtime.executors import COMPUTE_UNITS
+from mlupdate.spec.params import ParameterDescription, update_parameters
+
+#: Keys that may change while the task runs (``resume(parameters=...)`` inside a handler), as in Core ML.
+ADJUSTABLE_IN_PROGRESS = ("learning_rate",)
+CONFIGURATION_KEYS = ("parameters", "compute_units", "crop_and_scale")
+
+
+def snake(key: str) -> str:
+    """``learningRate`` -> ``learning_rate`` (snake_case keys pass unchanged)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", str(key)).lower()
+
+
+def descriptions(spec: Any) -> dict[str, ParameterDescription]:
+    """The parameters an update of ``spec`` accepts (``seed`` always, for neural networks)."""
+    out = dict(update_parameters(spec))
+    if "shuffle" in out and "seed" not in out:
+        out["seed"] = ParameterDescription("seed", None, kind="int")
+    return out
+
+
+def check_overrides(descs: Mapping[str, ParameterDescription], overrides: Mapping[str, Any] | None,
+                    where: str = "parameters") -> dict[str, Any]:
+    """Validate overrides against the model's declared parameters.
+
+    Raises:
+        ParameterError: For an unknown key (the message lists the valid ones) or a value outside
+            the model's range or set.
+    """
+    out: dict[str, Any] = {}
+    if overrides is None:
+        return out
+    if not isinstance(overrides, Mapping):
+        raise ParameterError(f"{where} must be a dict of parameter name to value, got {type(overrides).__name__}.")
+    for key, value in overrides.items():
+        name = snake(key)
+        desc = descs.get(name)
+        if desc is None:
+            raise ParameterError(
+                f"Unknown update parameter '{key}' in {where}. This model accepts: "
+                f"{', '.join(sorted(descs)) or 'none'}."
+            )
+        if name == "seed":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ParameterError(f"Parameter 'seed' must be an integer, got {value!r}.")
+            out[name] = int(value)
+            continue
+        out[name] = desc.check(value)
+    return out
+
+
+def resolve(spec: Any, configuration: Mapping[str, Any] | None, parameters: Mapping[str, Any] | None,
+            default_compute_units: str = "all", default_crop: str = "center_crop") -> tuple[dict[str, Any], str, str]:
+    """The parameter values a task runs with, its compute units and its crop-and-scale option.
+
+    Precedence: the model's defaults, then ``configuration["parameters"]``, then ``parameters``.
+
+    Raises:
+        ParameterError: For unknown configuration keys, unknown parameters or values out of range.
+    """
+    config = dict(configuration or {})
+    unknown = [k for k in config if k not in CONFIGURATION_KEYS]
+    if unknown:
+        raise ParameterError(
+            f"Unknown configuration key(s) {unknown}: a configuration may hold {', '.join(CONFIGURATION_KEYS)}."
+        )
+    descs = descriptions(spec)
+    values = {k: d.default for k, d in descs.items()}
+    values.update(check_overrides(descs, config.get("parameters"), "configuration['parameters']"))
+    values.update(check_overrides(descs, parameters, "parameters"))
+    units = config.get("compute_units", default_compute_units)
+    if units not in COMPUTE_UNITS:
+        raise ParameterError(f"compute_units={units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
+    crop = config.get("crop_and_scale", default_crop)
+    return values, units, crop
+
+
+def in_progress(descs: Mapping[str, ParameterDescription], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``resume(parameters=...)`` values: only ``learning_rate`` may change mid-run.
+
+    Raises:
+        ParameterError: For another key, or a value outside the model's range.
+    """
+    fixed = [k for k in overrides if snake(k) not in ADJUSTABLE_IN_PROGRESS]
+    if fixed:
+        raise ParameterError(
+            f"{fixed} cannot change while the update runs; only {', '.join(ADJUSTABLE_IN_PROGRESS)} can (as in "
+            "Core ML). Pass the others to UpdateTask(parameters=...) instead."
+        )
+    return check_overrides(descs, overrides, "resume(parameters=...)")
