@@ -40,7 +40,7 @@ LAYERS: dict[str, Builder] = {}
 
 _FAMILIES = (
     "activation", "conv", "pooling", "normalization", "linear", "softmax", "shape",
-    "elementwise", "resize", "reduce", "constant",
+    "elementwise", "mathops", "tensor", "resize", "reduce", "constant",
 )
 
 

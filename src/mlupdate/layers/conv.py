@@ -1,4 +1,4 @@
-"""Convolution and deconvolution (``convolution``)."""
+"""Convolution and deconvolution (``convolution``): groups, dilation, valid/same/explicit padding, outputShape."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlupdate.layers import BuildContext, register
+from mlupdate.layers.common import fold
 from mlupdate.layers.weights import set_weights, weight_array
 
 
@@ -22,8 +23,22 @@ def same_padding(size: int, k: int, s: int, d: int, top_left_heavy: bool) -> tup
     return (total - small, small) if top_left_heavy else (small, total - small)
 
 
+def border_amounts(padding: Any) -> tuple[int, int, int, int]:
+    """``ValidPadding.paddingAmounts`` as (top, bottom, left, right); zeros when unset."""
+    b = list(padding.paddingAmounts.borderAmounts)
+    h = (int(b[0].startEdgeSize), int(b[0].endEdgeSize)) if len(b) > 0 else (0, 0)
+    w = (int(b[1].startEdgeSize), int(b[1].endEdgeSize)) if len(b) > 1 else (0, 0)
+    return (*h, *w)
+
+
 class Convolution(nn.Module):
-    """A Core ML convolution or deconvolution layer."""
+    """A Core ML convolution or deconvolution layer.
+
+    Inputs of rank > 4 treat every leading axis as batch. Deconvolution follows the proto:
+    ``H_out = (H_in - 1) * stride + (k - 1) * dilation + 1 - (top + bottom)`` for valid padding,
+    ``H_in * stride`` for same padding, or ``outputShape`` when set (cropped from the top-left
+    padding amount; positions past the transposed convolution's extent hold the bias only).
+    """
 
     def __init__(self, p: Any, name: str = "") -> None:
         super().__init__()
@@ -37,10 +52,7 @@ class Convolution(nn.Module):
         self.output_shape = tuple(int(v) for v in p.outputShape)
         self.pad_mode = p.WhichOneof("ConvolutionPaddingType") or "valid"
         self.top_left = self.pad_mode == "same" and p.same.asymmetryMode == 1
-        self.valid_pad = (0, 0, 0, 0)
-        if self.pad_mode == "valid" and len(p.valid.paddingAmounts.borderAmounts) == 2:
-            h, w = p.valid.paddingAmounts.borderAmounts
-            self.valid_pad = (int(h.startEdgeSize), int(h.endEdgeSize), int(w.startEdgeSize), int(w.endEdgeSize))
+        self.valid_pad = border_amounts(p.valid) if self.pad_mode == "valid" else (0, 0, 0, 0)
         what = f"Convolution layer '{name}'"
         if self.deconv:
             shape = (self.k_ch, self.out_ch // self.groups, *self.k)
@@ -55,11 +67,7 @@ class Convolution(nn.Module):
             self.bias = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        squeeze = x.dim() == 5
-        if squeeze:  # rank-5 ND blob [B, S, C, H, W] with S == 1 is not expected; fold it
-            x = x.reshape(-1, *x.shape[-3:])
-        out = self._deconv(x) if self.deconv else self._conv(x)
-        return out
+        return fold(self._deconv if self.deconv else self._conv, x)
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad_mode == "same":
@@ -76,21 +84,23 @@ class Convolution(nn.Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dil, self.groups)
 
     def _deconv(self, x: torch.Tensor) -> torch.Tensor:
-        t, b, l, r = self.valid_pad if self.pad_mode == "valid" else (0, 0, 0, 0)
-        out = F.conv_transpose2d(x, self.weight, self.bias, self.stride, 0, 0, self.groups, self.dil)
+        out = F.conv_transpose2d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dil)
         full_h, full_w = out.shape[-2], out.shape[-1]
+        t, b, l, r = self.valid_pad
         if self.output_shape:
             oh, ow = self.output_shape
             if self.pad_mode == "same":
-                t, l = (full_h - oh) // 2, (full_w - ow) // 2
+                t, l = max(full_h - oh, 0) // 2, max(full_w - ow, 0) // 2
             if full_h < oh + t or full_w < ow + l:
                 out = F.pad(out, (0, max(ow + l - full_w, 0), 0, max(oh + t - full_h, 0)))
-            return out[..., t:t + oh, l:l + ow]
-        if self.pad_mode == "same":
+            out = out[..., t:t + oh, l:l + ow]
+        elif self.pad_mode == "same":
             oh, ow = x.shape[-2] * self.stride[0], x.shape[-1] * self.stride[1]
-            t, l = (full_h - oh) // 2, (full_w - ow) // 2
-            return out[..., t:t + oh, l:l + ow]
-        return out[..., t:full_h - b, l:full_w - r]
+            t, l = max(full_h - oh, 0) // 2, max(full_w - ow, 0) // 2
+            out = out[..., t:t + oh, l:l + ow]
+        else:
+            out = out[..., t:full_h - b, l:full_w - r]
+        return out if self.bias is None else out + self.bias.reshape(-1, 1, 1)
 
     def write_back(self, p: Any) -> None:
         """Copy the current weights into the layer's protobuf parameters."""

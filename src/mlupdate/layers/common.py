@@ -1,0 +1,55 @@
+"""Helpers shared by the layer families: folding leading axes, axis lists, 1-D resampling grids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+
+def fold(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, keep: int = 3) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` seen as ``[N, *last keep dims]`` and restore the leading axes.
+
+    Core ML's spatial layers treat every axis before ``C`` (axis -3) as batch; torch's 2-D
+    operators want exactly ``[N, C, H, W]``.
+    """
+    if x.dim() == keep + 1:
+        return fn(x)
+    lead = x.shape[:-keep]
+    y = fn(x.reshape((-1, *x.shape[-keep:])))
+    return y.reshape((*lead, *y.shape[1:]))
+
+
+def float_list(values: Sequence[float]) -> list[float]:
+    """Protobuf repeated floats as a plain list."""
+    return [float(v) for v in values]
+
+
+def int_list(values: Sequence[int]) -> list[int]:
+    """Protobuf repeated ints as a plain list."""
+    return [int(v) for v in values]
+
+
+def linear_along(x: torch.Tensor, dim: int, grid: np.ndarray) -> torch.Tensor:
+    """Sample ``x`` along ``dim`` at fractional positions ``grid`` by linear interpolation.
+
+    Positions are clamped to ``[0, size - 1]``. The grid is fixed when the graph is built or
+    traced, so the result exports to ONNX as two gathers and a weighted sum.
+    """
+    size = x.shape[dim]
+    g = np.clip(np.asarray(grid, dtype=np.float64), 0.0, size - 1)
+    lo = np.floor(g).astype(np.int64)
+    hi = np.minimum(lo + 1, size - 1)
+    w = (g - lo).astype(np.float32)
+    shape = [1] * x.dim()
+    shape[dim] = len(g)
+    wt = torch.from_numpy(w).reshape(shape).to(x.dtype)
+    a = x.index_select(dim, torch.from_numpy(lo))
+    b = x.index_select(dim, torch.from_numpy(hi))
+    return a + (b - a) * wt
+
+
+def nearest_along(x: torch.Tensor, dim: int, index: np.ndarray) -> torch.Tensor:
+    """Pick whole slices of ``x`` along ``dim`` at integer positions ``index``."""
+    return x.index_select(dim, torch.from_numpy(np.asarray(index, dtype=np.int64)))
