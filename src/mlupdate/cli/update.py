@@ -1,0 +1,152 @@
+"""``mlupdate update MODEL DATA --out OUT``: retrain a model on a folder of labelled images or a CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic"}
+
+
+def add_parser(sub: Any) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser("update", help="retrain an updatable model on labelled images",
+                       description="Update (retrain) an updatable image classifier as Core ML's MLUpdateTask does. "
+                                   "DATA is a folder of class-named subfolders of images, or a CSV of path,label "
+                                   "(paths relative to the CSV's folder). MODEL is never modified.")
+    p.add_argument("model", help="the updatable .mlmodel")
+    p.add_argument("data", help="folder of <label>/<image> files, or a CSV of path,label")
+    p.add_argument("--out", required=True, help="where to write the updated .mlmodel (atomically)")
+    p.add_argument("--epochs", type=int, help="override the model's epochs")
+    p.add_argument("--learning-rate", type=float, help="override the model's learning rate")
+    p.add_argument("--batch-size", type=int, help="override the model's mini-batch size")
+    p.add_argument("--seed", type=int, help="shuffle seed")
+    p.add_argument("--plot", metavar="PNG", help="save the per-epoch loss curve")
+    p.add_argument("--dry-run", action="store_true", help="validate the data against the model, do not train")
+    p.set_defaults(func=run)
+
+
+def read_data(data: str) -> list[tuple[str, str]]:
+    """``(image path, label)`` pairs from a class-folder tree or a ``path,label`` CSV."""
+    from mlupdate.errors import TrainingDataError
+
+    root = Path(data)
+    pairs: list[tuple[str, str]] = []
+    if root.is_dir():
+        for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            pairs += [(str(f), folder.name) for f in sorted(folder.iterdir())
+                      if f.suffix.lower() in IMAGE_SUFFIXES]
+    elif root.is_file():
+        with root.open(newline="") as fh:
+            for n, row in enumerate(csv.reader(fh), 1):
+                if not row or row[0].startswith("#") or (n == 1 and [c.lower() for c in row[:2]] == ["path", "label"]):
+                    continue
+                if len(row) < 2:
+                    raise TrainingDataError(f"{root}:{n}: expected 'path,label', got {','.join(row)!r}.")
+                path = Path(row[0].strip())
+                pairs.append((str(path if path.is_absolute() else root.parent / path), row[1].strip()))
+    else:
+        raise TrainingDataError(f"No folder or CSV at {root}: pass a folder of <label>/ subfolders or a CSV.")
+    if not pairs:
+        raise TrainingDataError(f"No labelled images found in {root}: expected <label>/<image>.jpg or path,label rows.")
+    return pairs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, update, write and summarise."""
+    import mlupdate
+    from mlupdate.spec.io import read_spec
+
+    if Path(args.out).resolve() == Path(args.model).resolve():
+        raise mlupdate.UpdateError("--out must differ from MODEL: mlupdate never overwrites the source model.")
+    spec = read_spec(args.model)
+    desc = mlupdate.Description.from_spec(spec)
+    images = [f.name for f in desc.inputs.values() if f.type == "image"]
+    label = next((n for n in desc.training_inputs if n not in desc.inputs), None)
+    if len(images) != 1 or label is None:
+        raise mlupdate.TrainingDataError("mlupdate update needs a model with one image input and a label training "
+                                         f"input; this one has inputs {list(desc.inputs)}, training inputs "
+                                         f"{list(desc.training_inputs)}.")
+    labels = desc.class_labels or []
+    pairs = read_data(args.data)
+    data = [{images[0]: path, label: int(lab) if labels and isinstance(labels[0], int) else lab}
+            for path, lab in pairs]
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
+                                   ("mini_batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
+    losses: list[float] = []
+    bar = _Bar()
+    task = mlupdate.UpdateTask(spec, data, parameters=overrides, progress_handlers=mlupdate.ProgressHandlers(
+        {"training_begin", "mini_batch_end", "epoch_end"}, lambda ctx: bar.update(ctx, losses)))
+    if args.dry_run:
+        n = task.validate()
+        print(f"OK: {n} examples match the model ({', '.join(sorted({lab for _, lab in pairs}))}); "
+              f"parameters {task.parameters}.")
+        return 0
+    start = time.perf_counter()
+    task.resume()
+    task.wait()
+    bar.close()
+    if task.error is not None:
+        raise task.error
+    assert task.context is not None
+    task.context.write(args.out)
+    final = task.context.metrics.get("loss")
+    print(f"Updated {args.model} on {len(data)} examples x {task.parameters.get('epochs')} epochs in "
+          f"{time.perf_counter() - start:.1f} s; final loss {final:.4f}. Wrote {args.out}.")
+    if args.plot:
+        _plot(losses, args.plot)
+        print(f"Loss curve: {args.plot}")
+    return 0
+
+
+class _Bar:
+    """A tqdm bar over all mini-batches of all epochs."""
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+
+    def update(self, ctx: Any, losses: list[float]) -> None:
+        from tqdm import tqdm
+
+        p = ctx.parameters
+        if ctx.event == "training_begin":
+            n = len(ctx.task._job.examples)
+            per = -(-n // int(p.get("mini_batch_size") or n))
+            self.bar = tqdm(total=per * int(p.get("epochs") or 1), unit="batch", desc="update")
+            return
+        if ctx.event == "epoch_end":
+            losses.append(float(ctx.metrics["loss"]))
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=ctx.metrics["epoch_index"] + 1, batch=ctx.metrics["mini_batch_index"] + 1,
+                                 loss=f"{ctx.metrics['loss']:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _plot(losses: list[float], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlupdate.spec.io import write_bytes_atomic
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(range(1, len(losses) + 1), losses, marker="o")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.set_title("mlupdate update")
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_bytes_atomic(buf.getvalue(), path)
