@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from mlupdate.errors import AuthoringError, ModelFileError
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import Model_pb2, read_spec, resolve_spec
@@ -146,6 +148,20 @@ def _spec_of(model: Any, what: str) -> Any:
                              f"got {type(model).__name__}.") from None
 
 
+def _output_size(spec: Any, name: str) -> int:
+    """Values per example in an undeclared-shape output (coremltools leaves NN output shapes empty): run it once."""
+    kind = spec.WhichOneof("Type")
+    if not (kind or "").startswith("neuralNetwork"):
+        raise AuthoringError(f"The feature extractor is a {kind}; it must be a neural network producing '{name}'.")
+    from mlupdate.runtime.network import NetworkProgram
+
+    prog = NetworkProgram(spec, "cpu_only", None, "torch")
+    blobs = prog.run(prog.sample_inputs())
+    if name not in blobs:
+        raise AuthoringError(f"The feature extractor declares output '{name}' but computes no such blob.")
+    return int(blobs[name].size)
+
+
 def pipeline_classifier(feature_extractor: Any, knn: Any) -> Model:
     """The drawing-classifier pattern: a frozen feature extractor feeding an updatable k-NN.
 
@@ -179,14 +195,12 @@ def pipeline_classifier(feature_extractor: Any, knn: Any) -> Model:
     out = outs[knn_in.name]
     if out.type.WhichOneof("Type") != "multiArrayType":
         raise AuthoringError(f"Extractor output '{out.name}' is not a multiarray; the k-NN needs a feature vector.")
-    shape = list(out.type.multiArrayType.shape)
-    size = 1
-    for s in shape:
-        size *= int(s)
-    if shape and size != dims:
+    shape = [int(s) for s in out.type.multiArrayType.shape]
+    size = int(np.prod(shape)) if shape else _output_size(fx, out.name)
+    if size != dims:
         raise AuthoringError(
-            f"Extractor output '{out.name}' has shape {shape} ({size} values) but the k-NN takes {dims} dimensions. "
-            f"Build the k-NN with dimensions={size}."
+            f"Extractor output '{out.name}' holds {size} values (shape {shape or 'undeclared'}) but the k-NN takes "
+            f"{dims} dimensions. Build the k-NN with dimensions={size}."
         )
     fx.isUpdatable = False
     del fx.description.trainingInput[:]
