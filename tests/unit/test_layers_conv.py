@@ -90,7 +90,8 @@ def test_deconvolution(tmp_path, executor, case):
             th, tw = (full.shape[-2] - oh) // 2, (full.shape[-1] - ow) // 2
             return (full[..., th:th + oh, tw:tw + ow] + bias[:, None, None])[0].numpy()
         if out_shape:  # torch's output_padding reaches the requested size; padding is symmetric here
-            op = (out_shape[0] - ((5 - 1) * s[0] + k[0] - 2 * pads[0]), out_shape[1] - ((6 - 1) * s[1] + k[1] - 2 * pads[2]))
+            op = (out_shape[0] - ((5 - 1) * s[0] + k[0] - 2 * pads[0]),
+                  out_shape[1] - ((6 - 1) * s[1] + k[1] - 2 * pads[2]))
             return F.conv_transpose2d(t, w, bias, s, (pads[0], pads[2]), op, g)[0].numpy()
         full = F.conv_transpose2d(t, w, bias, s, 0, 0, g)
         h, wd = full.shape[-2:]

@@ -73,11 +73,32 @@ def _exp2(x: torch.Tensor) -> torch.Tensor:
     return torch.pow(2.0, x)
 
 
+# hyperbolic functions written with exp/log: the ONNX exporter has no sinh, cosh, asinh, acosh, atanh
+def _sinh(x: torch.Tensor) -> torch.Tensor:
+    return (torch.exp(x) - torch.exp(-x)) * 0.5
+
+
+def _cosh(x: torch.Tensor) -> torch.Tensor:
+    return (torch.exp(x) + torch.exp(-x)) * 0.5
+
+
+def _asinh(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log(torch.abs(x) + torch.sqrt(x * x + 1))
+
+
+def _acosh(x: torch.Tensor) -> torch.Tensor:
+    return torch.log(x + torch.sqrt(x * x - 1))
+
+
+def _atanh(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * torch.log((1 + x) / (1 - x))
+
+
 _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "ceil": torch.ceil, "floor": torch.floor, "sign": torch.sign, "round": torch.round, "exp2": _exp2,
     "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "asin": torch.asin, "acos": torch.acos,
-    "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh, "tanh": torch.tanh, "asinh": torch.asinh,
-    "acosh": torch.acosh, "atanh": torch.atanh, "erf": torch.erf,
+    "atan": torch.atan, "sinh": _sinh, "cosh": _cosh, "tanh": torch.tanh, "asinh": _asinh,
+    "acosh": _acosh, "atanh": _atanh, "erf": torch.erf,
 }
 
 
