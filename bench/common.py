@@ -1,0 +1,77 @@
+"""Shared helpers for the benchmark scripts: timing, memory, machine description, conversion."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PETS = Path(os.environ.get("MLUPDATE_PETS", ROOT.parent / "shared" / "data" / "pets"))
+
+
+def interleaved_medians(funcs: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median wall time (seconds) of each function, calling them in turn so drift hits all alike."""
+    for _ in range(warmup):
+        for f in funcs.values():
+            f()
+    times: dict[str, list[float]] = {k: [] for k in funcs}
+    for _ in range(repeats):
+        for k, f in funcs.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (``VmHWM``, which, unlike ``ru_maxrss``, restarts at exec)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> str:
+    """CPU model and core count, as ``lscpu`` reports them."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        name = platform.processor() or "unknown CPU"
+    return f"{name}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def ct_convert(module: Any, example: Any, path: Path, *, image: dict[str, Any] | None = None,
+               labels: list[Any] | None = None, input_name: str = "image") -> Path:
+    """Convert a torch module with ``coremltools.convert(..., convert_to="neuralnetwork")``."""
+    import coremltools as ct
+    import torch
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    module = module.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(module, example)
+        if image is not None:
+            inp = ct.ImageType(name=input_name, shape=example.shape, **image)
+        else:
+            inp = ct.TensorType(name=input_name, shape=example.shape)
+        kwargs: dict[str, Any] = {}
+        if labels is not None:
+            kwargs["classifier_config"] = ct.ClassifierConfig(labels)
+        ml = ct.convert(traced, inputs=[inp], convert_to="neuralnetwork", **kwargs)
+    ml.save(str(path))
+    return path
