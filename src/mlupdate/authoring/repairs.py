@@ -10,7 +10,8 @@ reported (``RepairWarning`` and ``Model.notes``).
 Repairs (ND networks; legacy rank-5 networks never need them):
 
 * ``batchedMatmul`` with constant weights, one input of rank 1-3, no transposes, float weights
-  -> ``innerProduct`` with the weights transposed (``[Cin, Cout]`` -> ``[Cout, Cin]``).
+  -> ``innerProduct``. The constant ``W`` (``[Cin, Cout]``) is stored column-major, i.e. as
+  ``W.T`` = ``[Cout, Cin]`` row-major, which is exactly innerProduct's layout: the values are kept.
 * A reshape-type layer whose output shape equals its input shape, between an updatable layer and
   the loss, is removed.
 * A final ``softmaxND`` over the last axis of a rank-1..3 blob feeding a cross-entropy loss becomes
@@ -61,13 +62,14 @@ def matmul_to_inner_product(layer: Any) -> None:
     """Rewrite a ``batchedMatmul`` layer (checked by :func:`convertible_matmul`) in place."""
     p = layer.batchedMatmul
     n_in, n_out = int(p.weightMatrixFirstDimension), int(p.weightMatrixSecondDimension)
-    w = weight_array(p.weights, n_in * n_out, f"layer '{layer.name}' weights").reshape(n_in, n_out)
+    # Stored column-major ([Cout, Cin] row-major, as coremltools' builder writes W.T): innerProduct's layout.
+    w = weight_array(p.weights, n_in * n_out, f"layer '{layer.name}' weights")
     bias = weight_array(p.bias, n_out, f"layer '{layer.name}' bias") if p.hasBias else None
     has_bias = bool(p.hasBias)
     layer.ClearField("batchedMatmul")
     ip = layer.innerProduct
     ip.inputChannels, ip.outputChannels, ip.hasBias = n_in, n_out, has_bias
-    ip.weights.floatValue.extend(np.ascontiguousarray(w.T).reshape(-1).tolist())
+    ip.weights.floatValue.extend(w.tolist())
     if bias is not None:
         ip.bias.floatValue.extend(bias.tolist())
     _clear_tensors(layer)
@@ -155,7 +157,7 @@ def repair(spec: Any, updatable: list[str], loss_input: str, loss: str) -> tuple
         if ng.kind_of(layer) == "batchedMatmul" and convertible_matmul(layer, shapes) is None:
             matmul_to_inner_product(layer)
             plan.notes.append(f"Layer '{layer.name}': batchedMatmul with constant weights rewritten as innerProduct "
-                              "(weights transposed) so that it can be updatable.")
+                              "(same weights) so that it can be updatable.")
     for i in sorted(path):
         layer = layers[i]
         if (ng.kind_of(layer) in RESHAPES and len(layer.input) == 1 and len(layer.output) == 1
