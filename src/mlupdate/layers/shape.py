@@ -29,7 +29,7 @@ class Flatten(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channel_last:
-            x = x.movedim(-3, -1)
+            x = x.movedim(x.dim() - 3, x.dim() - 1)  # positive dims: ONNX export rejects negative perms
         return x.flatten(-3)[..., None, None]
 
 
