@@ -37,7 +37,7 @@ def linear_along(x: torch.Tensor, dim: int, grid: np.ndarray) -> torch.Tensor:
     Positions are clamped to ``[0, size - 1]``. The grid is fixed when the graph is built or
     traced, so the result exports to ONNX as two gathers and a weighted sum.
     """
-    size = x.shape[dim]
+    size = int(x.shape[dim])
     g = np.clip(np.asarray(grid, dtype=np.float64), 0.0, size - 1)
     lo = np.floor(g).astype(np.int64)
     hi = np.minimum(lo + 1, size - 1)

@@ -23,9 +23,11 @@ def same_padding(size: int, k: int, s: int, d: int, top_left_heavy: bool) -> tup
     return (total - small, small) if top_left_heavy else (small, total - small)
 
 
-def border_amounts(padding: Any) -> tuple[int, int, int, int]:
-    """``ValidPadding.paddingAmounts`` as (top, bottom, left, right); zeros when unset."""
-    b = list(padding.paddingAmounts.borderAmounts)
+def border_amounts(msg: Any) -> tuple[int, int, int, int]:
+    """A ``BorderAmounts`` (or a message whose ``paddingAmounts`` is one) as (top, bottom, left, right)."""
+    if "paddingAmounts" in msg.DESCRIPTOR.fields_by_name:
+        msg = msg.paddingAmounts
+    b = list(msg.borderAmounts)
     h = (int(b[0].startEdgeSize), int(b[0].endEdgeSize)) if len(b) > 0 else (0, 0)
     w = (int(b[1].startEdgeSize), int(b[1].endEdgeSize)) if len(b) > 1 else (0, 0)
     return (*h, *w)

@@ -58,7 +58,7 @@ class ConstantPad(nn.Module):
         for i in reversed(range(len(pairs))):
             s, e = pairs[i]
             if self.to_size:
-                size = x.shape[offset + i]
+                size = int(x.shape[offset + i])
                 s, e = (max(s - size, 0), 0) if s else (0, max(e - size, 0) if e else 0)
             pad += [s, e]
         return F.pad(x, pad, value=self.value)
@@ -150,11 +150,11 @@ class Crop(nn.Module):
         self.offset = (int_list(p.offset) + [0, 0])[:2]
 
     def forward(self, x: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
-        h, w = x.shape[-2], x.shape[-1]
+        h, w = int(x.shape[-2]), int(x.shape[-1])
         if ref is None:
             t, b, l, r = self.amounts
             return x[..., t:h - b, l:w - r]
-        oh, ow = ref.shape[-2], ref.shape[-1]
+        oh, ow = int(ref.shape[-2]), int(ref.shape[-1])
         t, l = self.offset
         return x[..., t:t + oh, l:l + ow]
 

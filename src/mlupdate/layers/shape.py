@@ -153,7 +153,7 @@ class Squeeze(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.dim()
         if self.all:
-            dims = [d for d in range(1, n) if x.shape[d] == 1]
+            dims = [d for d in range(1, n) if int(x.shape[d]) == 1]
         else:
             dims = sorted({a % n for a in self.axes})
             dims = [d for d in dims if d != 0 or n == 1]

@@ -82,7 +82,7 @@ class Slice(nn.Module):
         self.axis, self.start, self.end, self.stride = axis, start, end, max(stride, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[self.axis]
+        n = int(x.shape[self.axis])
         start = self.start + n if self.start < 0 else self.start
         end = self.end + n if self.end < 0 else self.end
         return take(x, self.axis, range(*slice(start, end, self.stride).indices(n)))
@@ -117,7 +117,7 @@ class SliceStatic(nn.Module):
             e = None if self.emask[d] else self.end[d]
             if d == 0 and s == 1 and (b is None or b == 0) and (e is None or e >= 1):
                 continue
-            n = x.shape[d]
+            n = int(x.shape[d])
             idx = range(*slice(b, e, s).indices(n))
             if idx != range(n):
                 x = take(x, d, idx)

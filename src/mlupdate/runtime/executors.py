@@ -63,7 +63,10 @@ class OnnxExecutor:
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run on numpy inputs; returns numpy outputs."""
-        feeds = {n: np.ascontiguousarray(a, dtype=np.float32) for n, a in zip(self.input_names, arrays, strict=True)}
+        # the exporter drops inputs the graph reads only for their (static) shape, e.g. crop's reference
+        wanted = set(self.input_names)
+        feeds = {f"in{i}": np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)
+                 if f"in{i}" in wanted}
         return self.session.run(None, feeds)
 
 
