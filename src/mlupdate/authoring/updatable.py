@@ -306,8 +306,9 @@ def _add_loss(spec: Any, nn: Any, blob: str, loss_name: str, loss_kind: str) -> 
     del d.trainingInput[:]
     d.trainingInput.extend(d.input)
     ti = d.trainingInput.add()
-    probs = {d.predictedProbabilitiesName, nn.labelProbabilityLayerName} - {""}
-    if loss_kind == "cce" and spec.WhichOneof("Type") == "neuralNetworkClassifier" and blob in probs:
+    classifier = spec.WhichOneof("Type") == "neuralNetworkClassifier"
+    probs = {d.predictedProbabilitiesName, nn.labelProbabilityLayerName if classifier else ""} - {""}
+    if loss_kind == "cce" and classifier and blob in probs:
         ti.name = d.predictedFeatureName
         label_out = next((o for o in d.output if o.name == d.predictedFeatureName), None)
         is_int = (label_out.type.WhichOneof("Type") == "int64Type" if label_out is not None
