@@ -24,6 +24,8 @@ from typing import Any
 
 from mlupdate.demo.model import CLASS_LABELS, HEAD_PATH, IMAGE_BIAS, IMAGE_SCALE, IMAGE_SIZE
 
+_ASSEMBLY = "1"  # bump when build_demo_model changes, so cached models are rebuilt
+
 __all__ = ["CLASS_LABELS", "demo_info", "demo_model_path", "build_demo_model", "user_data_dir"]
 
 
@@ -91,7 +93,7 @@ def _cache_key() -> str:
     from mlupdate import __version__
 
     h = hashlib.sha256(HEAD_PATH.read_bytes())
-    h.update(__version__.encode())
+    h.update(f"{__version__}/{_ASSEMBLY}".encode())
     return h.hexdigest()[:12]
 
 

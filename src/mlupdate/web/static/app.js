@@ -94,6 +94,9 @@
       img.src = "/samples/" + sel.sample.split("/").map(encodeURIComponent).join("/");
     }
     $$(".sample").forEach((b) => b.classList.toggle("selected", b.dataset.name === sel.sample));
+    if (window.matchMedia("(max-width: 720px)").matches) {
+      $("#result").scrollIntoView({ behavior: "smooth", block: "start" });
+    }
     predict();
   }
 
@@ -126,6 +129,7 @@
   // -- the training set ---------------------------------------------------------------------
   function renderExamples(list) {
     $("#count").textContent = list.count;
+    $("#examples-empty").hidden = list.count > 0;
     $("#count-word").textContent = list.count === 1 ? "photo" : "photos";
     $("#counts").textContent = list.count ?
       "(" + Object.entries(list.counts).map(([k, v]) => `${v} ${k}`).join(", ") + ")" : "";

@@ -1,0 +1,80 @@
+"""``mlupdate serve [MODEL]``: the retraining web app for an updatable image classifier (default: the demo model)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``serve`` and ``demo`` share."""
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where the personalised model and the pending photos are kept (default: a folder per "
+                        "model under $MLUPDATE_DATA_DIR or ~/.local/share/mlupdate/app)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload in MB (default 10)")
+
+
+def add_parser(sub: Any) -> None:
+    """Register the subcommand."""
+    p = sub.add_parser("serve", help="serve the cat/dog retraining web app",
+                       description="Serve a web page that classifies photos with MODEL, collects corrected labels "
+                                   "and retrains the model on this machine. Without MODEL the built-in demo model is "
+                                   "served.")
+    p.add_argument("model", nargs="?", type=Path, help="an updatable image classifier .mlmodel (default: the demo)")
+    p.add_argument("--samples", type=Path, default=None, help="a folder of photos to offer as a gallery")
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def default_data_dir(model: Path | None) -> Path:
+    """``<user data dir>/app/<model name>-<hash of its path>``, or ``.../app/demo`` for the demo model."""
+    from mlupdate.demo import user_data_dir
+
+    base = user_data_dir() / "app"
+    if model is None:
+        return base / "demo"
+    digest = hashlib.sha256(str(model.resolve()).encode()).hexdigest()[:8]
+    return base / f"{model.stem}-{digest}"
+
+
+def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, port: int,
+          max_upload_mb: float = 10, title: str = "Cat or Dog?") -> int:
+    """Build the app and run it under uvicorn until interrupted."""
+    import uvicorn
+
+    import mlupdate
+    from mlupdate.web import create_app
+
+    if samples is not None and not samples.is_dir():
+        raise mlupdate.Error(f"--samples {samples} is not a folder of photos; check the path.")
+    if model is None:
+        from mlupdate.demo import demo_model_path, user_data_dir
+
+        if not any(user_data_dir().glob("demo/CatDog-*.mlmodel")):
+            print("Assembling the demo model (first run only; about a minute)...", file=sys.stderr, flush=True)
+        model = demo_model_path()
+    app = create_app(model, data_dir, samples, max_upload_bytes=int(max_upload_mb * 1024 * 1024), title=title)
+    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    print(f"Serving {model} at http://{shown}:{port}/  (personal data in {data_dir}; Ctrl+C to stop)", flush=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Note: listening on {host}, so other machines on the network can reach the app.", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the app."""
+    model = args.model
+    if model is not None and not model.is_file():
+        import mlupdate
+
+        raise mlupdate.ModelFileError(f"No model file at {model}: check the path (or leave it out for the demo).")
+    title = "Cat or Dog?" if model is None else model.stem
+    data_dir = args.data_dir or default_data_dir(model)
+    return serve(model, data_dir, args.samples, args.host, args.port, args.max_upload_mb, title)
