@@ -121,54 +121,56 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def make_sides(name: str, paths: dict[str, Path]) -> dict[str, Any]:
-    """``side -> (load seconds, predict(images) -> probabilities [N, classes])``."""
-    import onnxruntime as ort
+def make_side(side: str, name: str, paths: dict[str, Path]) -> tuple[float, Any]:
+    """``(load seconds, predict)`` for one side; ``predict(images)`` returns that side's natural result."""
+    if side == "ours":
+        import mlupdate
+
+        t0 = time.perf_counter()
+        model = mlupdate.load(paths["mlmodel"])
+        load_s = time.perf_counter() - t0
+
+        def ours(images: list[Image.Image]) -> list[dict[str, Any]]:
+            if len(images) == 1:
+                return [model.predict({"image": images[0]})]
+            return model.predict_batch([{"image": im} for im in images])
+
+        return load_s, ours
+    if side == "ort":
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = THREADS
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        t0 = time.perf_counter()
+        sess = ort.InferenceSession(str(paths["onnx"]), sess_options=opts, providers=["CPUExecutionProvider"])
+        load_s = time.perf_counter() - t0
+
+        def ort_side(images: list[Image.Image]) -> np.ndarray:
+            return softmax(sess.run(None, {"x": np.ascontiguousarray(normalise(name, pixels(images)))})[0])
+
+        return load_s, ort_side
     import torch
-
-    import mlupdate
-
-    sides: dict[str, Any] = {}
-    t0 = time.perf_counter()
-    model = mlupdate.load(paths["mlmodel"])
-    load_s = time.perf_counter() - t0
-    d = model.description
-    labels = d.class_labels or []
-    pname = d.predicted_probabilities_name
-
-    def ours(images: list[Image.Image]) -> np.ndarray:
-        if len(images) == 1:
-            res = [model.predict({"image": images[0]})]
-        else:
-            res = model.predict_batch([{"image": im} for im in images])
-        return np.array([[r[pname][lab] for lab in labels] for r in res])
-
-    sides["ours"] = (load_s, ours, model)
-
-    t0 = time.perf_counter()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = THREADS
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(paths["onnx"]), sess_options=opts, providers=["CPUExecutionProvider"])
-    ort_load = time.perf_counter() - t0
-
-    def ort_side(images: list[Image.Image]) -> np.ndarray:
-        return softmax(sess.run(None, {"x": np.ascontiguousarray(normalise(name, pixels(images)))})[0])
-
-    sides["ort"] = (ort_load, ort_side, None)
 
     t0 = time.perf_counter()
     net = original(name)
-    torch_load = time.perf_counter() - t0
+    load_s = time.perf_counter() - t0
 
     def torch_side(images: list[Image.Image]) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(normalise(name, pixels(images))))
             return torch.softmax(net(x), dim=-1).numpy()
 
-    sides["torch"] = (torch_load, torch_side, None)
-    return sides
+    return load_s, torch_side
+
+
+def as_array(results: list[dict[str, Any]], model_path: Path) -> np.ndarray:
+    """Our classifier results as an ``[N, classes]`` probability array (for the agreement check)."""
+    import mlupdate
+
+    d = mlupdate.load(model_path).description
+    return np.array([[r[d.predicted_probabilities_name][lab] for lab in d.class_labels or []] for r in results])
 
 
 def load_photos(n: int) -> list[Image.Image]:
@@ -183,44 +185,15 @@ def load_photos(n: int) -> list[Image.Image]:
 # -- memory (one fresh process per side) ---------------------------------------------------------
 def child(side: str, name: str, work: Path) -> None:
     """Load one side, predict a batch of 32 and report peak RSS (run in a fresh process)."""
-    import torch
+    if side != "ort":  # the onnxruntime user never imports torch
+        import torch
 
-    torch.set_num_threads(THREADS)
-    paths = prepare(work)[name]
+        torch.set_num_threads(THREADS)
+    paths = {"mlmodel": work / f"{name}.mlmodel", "onnx": work / f"{name}.onnx"}
     images = load_photos(32)
-    base = peak_rss_mb()
-    load_s, fn, _ = make_sides_one(side, name, paths)
+    load_s, fn = make_side(side, name, paths)
     fn(images)
-    print(json.dumps({"rss_mb": peak_rss_mb(), "base_mb": base, "load_s": load_s}))
-
-
-def make_sides_one(side: str, name: str, paths: dict[str, Path]) -> Any:
-    # make_sides builds all three; for memory each child keeps only what its side needs
-    if side == "ours":
-        import mlupdate
-
-        t0 = time.perf_counter()
-        model = mlupdate.load(paths["mlmodel"])
-        return time.perf_counter() - t0, lambda ims: model.predict_batch([{"image": im} for im in ims]), None
-    if side == "ort":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = THREADS
-        t0 = time.perf_counter()
-        sess = ort.InferenceSession(str(paths["onnx"]), sess_options=opts, providers=["CPUExecutionProvider"])
-        return (time.perf_counter() - t0,
-                lambda ims: softmax(sess.run(None, {"x": np.ascontiguousarray(normalise(name, pixels(ims)))})[0]), None)
-    import torch
-
-    t0 = time.perf_counter()
-    net = original(name)
-
-    def run(ims: list[Image.Image]) -> np.ndarray:
-        with torch.inference_mode():
-            return net(torch.from_numpy(np.ascontiguousarray(normalise(name, pixels(ims))))).numpy()
-
-    return time.perf_counter() - t0, run, None
+    print(json.dumps({"rss_mb": peak_rss_mb(), "load_s": load_s}))
 
 
 def memory(side: str, name: str, work: Path) -> dict[str, float]:
@@ -247,22 +220,19 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(THREADS)
-    os.environ["MLUPDATE_CACHE_DIR"] = str(work / "cache")  # starts empty: the first load is cold
+    os.environ["MLUPDATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="cache-", dir=work)  # empty: first load is cold
     print(f"machine: {machine()}; torch {torch.__version__}, {THREADS} threads everywhere")
     all_paths = prepare(work)
     images = load_photos(32)
     rows = []
     for name, paths in all_paths.items():
-        sides = make_sides(name, paths)
-        cold = sides["ours"][0]
-        t0 = time.perf_counter()
-        import mlupdate
-
-        mlupdate.load(paths["mlmodel"])
-        warm = time.perf_counter() - t0
+        sides = {k: make_side(k, name, paths) for k in ("ours", "ort", "torch")}
+        cold = sides["ours"][0]  # the ONNX cache is empty for this model
+        warm = make_side("ours", name, paths)[0]
         fns = {k: v[1] for k, v in sides.items()}
-        ref = fns["ort"](images[:4])
-        agree = float(np.abs(fns["ours"](images[:4]) - ref).max())
+        ref = fns["torch"](images[:4])
+        agree = {k: float(np.abs((as_array(fns[k](images[:4]), paths["mlmodel"]) if k == "ours"
+                                  else fns[k](images[:4])) - ref).max()) for k in ("ours", "ort")}
         one = interleaved_medians({k: (lambda f=f: f(images[:1])) for k, f in fns.items()}, args.repeats)
         many = interleaved_medians({k: (lambda f=f: f(images)) for k, f in fns.items()}, args.repeats_batch, 2)
         mem = {k: memory(k, name, work) for k in ("ours", "ort", "torch")}
@@ -275,12 +245,12 @@ def main() -> None:
             print(f"| {name} | {b} | {t['ours'] * 1e3:.2f} | {t['ort'] * 1e3:.2f} | {t['torch'] * 1e3:.2f} | "
                   f"{t['ours'] / t['ort']:.3f}x | {t['ours'] / t['torch']:.3f}x |")
     print()
-    print("| model | load cold (s) | load warm (s) | ort session (s) | peak RSS ours / ort / torch (MiB) | "
-          "max abs prob diff vs ort |")
-    print("|---|---|---|---|---|---|")
+    print("| model | load ours cold / warm (s) | ort session (s) | peak RSS ours / ort / torch (MiB) | "
+          "max abs prob diff vs torch: ours / ort |")
+    print("|---|---|---|---|---|")
     for name, _, _, cold, warm, ort_load, mem, agree in rows:
-        print(f"| {name} | {cold:.2f} | {warm:.2f} | {ort_load:.2f} | {mem['ours']['rss_mb']:.0f} / "
-              f"{mem['ort']['rss_mb']:.0f} / {mem['torch']['rss_mb']:.0f} | {agree:.1e} |")
+        print(f"| {name} | {cold:.2f} / {warm:.2f} | {ort_load:.3f} | {mem['ours']['rss_mb']:.0f} / "
+              f"{mem['ort']['rss_mb']:.0f} / {mem['torch']['rss_mb']:.0f} | {agree['ours']:.1e} / {agree['ort']:.1e} |")
 
 
 if __name__ == "__main__":
