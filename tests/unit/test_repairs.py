@@ -141,6 +141,35 @@ def test_reshape_before_dense_layers_is_replaced_or_removed(fixture, replaced, r
         np.testing.assert_allclose(_probs(model, x, ["cat", "dog"]), _torch_probs(module, x), rtol=1e-5, atol=1e-6)
 
 
+class Rank4Softmax(nn.Module):
+    """The workaround of apple/coremltools#1705: reshape to [1, N, 1, 1], softmax over dim -3, reshape back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x):
+        return torch.softmax(self.body(x)[:, :, None, None], dim=-3).flatten(1)
+
+
+def test_issue_1705_reshapes_around_a_rank4_softmax_are_removed(tmp_path):
+    torch.manual_seed(3)
+    module = Rank4Softmax().eval()
+    path = ct_convert(module, torch.randn(1, 4), tmp_path / "r4.mlmodel", labels=["ant", "bee", "cat"])
+    kinds = _kinds(read_spec(path))
+    assert "softmax" in kinds and kinds.count("reshapeStatic") + kinds.count("expandDims") >= 1, kinds
+    with pytest.raises(mlupdate.NotUpdatableError):
+        mlupdate.make_updatable(path, ["linear_0", "linear_1"], repair=False)
+    model, _ = _make(path, ["linear_0", "linear_1"])
+    assert _kinds(model.spec) == ["reshapeStatic", "innerProduct", "activation", "innerProduct", "softmax"]
+    assert mlupdate.lint(model) == []
+    rng = np.random.default_rng(9)
+    for _ in range(3):
+        x = rng.standard_normal((1, 4)).astype(np.float32)
+        np.testing.assert_allclose(_probs(model, x, ["ant", "bee", "cat"]), _torch_probs(module, x), rtol=1e-5,
+                                   atol=1e-6)
+
+
 def test_without_repair_the_problem_is_explained(mlp):
     _, path = mlp
     with pytest.raises(mlupdate.NotUpdatableError, match="softmaxND") as info:

@@ -184,17 +184,58 @@ def _copy(layer: Any) -> Any:
     return out
 
 
+def _single(layer: Any) -> bool:
+    return len(layer.input) == 1 and len(layer.output) == 1
+
+
 def _softmax_repair(plan: _Plan, spec: Any, shapes: dict[str, tuple[int, ...]], prob: str, outputs: set[str]) -> None:
     layers = plan.layers
-    prod = plan.producers()
-    cons = plan.consumers()
+    prod, cons = plan.producers(), plan.consumers()
     s_idx = prod.get(prob)
-    if s_idx is None or ng.kind_of(layers[s_idx]) != "softmaxND":
+    if s_idx is None:
         return
+    last = layers[s_idx]
+    # #1705 pattern, tail: softmax -> reshape [1, N, 1, 1] -> [1, N] writing the probabilities.
+    if (ng.kind_of(last) in RESHAPES and _single(last) and not cons.get(prob)
+            and not _declared_array(spec, prob, outputs)):
+        y = last.input[0]
+        j = prod.get(y)
+        if (j is not None and ng.kind_of(layers[j]) in ("softmax", "softmaxND") and cons.get(y) == [s_idx]
+                and y not in outputs and shapes.get(y) == shapes[prob] + (1, 1)):
+            plan.removed.add(s_idx)
+            layers[j].output[0] = prob
+            plan.notes.append(f"Layer '{last.name}' ({ng.kind_of(last)} {list(shapes[y])} -> {list(shapes[prob])}) "
+                              f"after softmax '{layers[j].name}' removed: the softmax now writes '{prob}' (the class "
+                              "probabilities, same values), so the loss can read a softmax output.")
+            shapes = {**shapes, prob: shapes[y]}
+            s_idx = j
+            prod, cons = plan.producers(), plan.consumers()
     soft = layers[s_idx]
     x = soft.input[0]
-    shape = shapes[x]
-    rank = len(shape)
+    rank = len(shapes[x])
+    if ng.kind_of(soft) == "softmax":
+        # #1705 pattern, head: dense [1, N] -> reshape(s) to [1, N, 1, 1] -> softmax (not trainable through).
+        found, b, nxt, removed = None, x, s_idx, []
+        while found is None:
+            r_idx = prod.get(b)
+            r = layers[r_idx] if r_idx is not None else None
+            if r is None or ng.kind_of(r) not in RESHAPES or not _single(r) or cons.get(b) != [nxt] or b in outputs:
+                return
+            removed.append(r_idx)
+            b, nxt = r.input[0], r_idx
+            if 1 <= len(shapes.get(b, ())) <= 3 and shapes[b] + (1, 1) == shapes[x]:
+                found = b
+        for r_idx in removed:
+            plan.remove(r_idx, plan.consumers())
+        chain, how = _promote(plan, found, s_idx, shapes, outputs)
+        names = ", ".join(f"{ng.kind_of(layers[i])} '{layers[i].name}'" for i in removed)
+        plan.notes.append(f"Removed {names} ({list(shapes[found])} -> {list(shapes[x])}) before softmax "
+                          f"'{soft.name}', since Core ML cannot back-propagate through it; the blobs from "
+                          f"{_names(layers, chain)} on carry the two trailing unit axes instead ({how}). "
+                          "Predictions are unchanged.")
+        return
+    if ng.kind_of(soft) != "softmaxND":
+        return
     axis = int(soft.softmaxND.axis) % rank if rank else 0
     if rank >= 3 and axis == rank - 3:
         _to_softmax(soft)
@@ -203,10 +244,31 @@ def _softmax_repair(plan: _Plan, spec: Any, shapes: dict[str, tuple[int, ...]], 
         return
     if not (1 <= rank <= 3 and axis == rank - 1):
         return
-    if cons.get(prob) or _declared_array(spec, prob, outputs):
+    if cons.get(soft.output[0]) or _declared_array(spec, soft.output[0], outputs):
         return  # a rank change of the probabilities would be visible to other layers or in an output
+    chain, how = _promote(plan, x, s_idx, shapes, outputs)
+    _to_softmax(soft)
+    plan.notes.append(
+        f"Layer '{soft.name}': final softmaxND (axis -1 of a rank-{rank} blob) rewritten as softmax, which Core ML's "
+        f"categorical cross-entropy loss requires; to keep the same axis the blobs from "
+        f"{_names(layers, chain)} on carry two trailing unit axes ({how}). Predictions are unchanged."
+    )
+
+
+def _names(layers: list[Any], chain: list[int]) -> str:
+    return ", ".join(f"'{layers[i].name}'" for i in reversed(chain)) or "the softmax input"
+
+
+def _promote(plan: _Plan, blob: str, nxt: int, shapes: dict[str, tuple[int, ...]],
+             outputs: set[str]) -> tuple[list[int], str]:
+    """Make ``blob`` (read by layer ``nxt``) carry ``shape + (1, 1)``, walking up dense/activation layers.
+
+    Returns:
+        The chain of layers whose blobs changed rank (nearest first) and how the chain's input was made.
+    """
+    layers = plan.layers
+    prod, cons = plan.producers(), plan.consumers()
     chain: list[int] = []
-    blob, nxt = x, s_idx
     how = ""
     while True:
         i = prod.get(blob)
@@ -215,14 +277,14 @@ def _softmax_repair(plan: _Plan, spec: Any, shapes: dict[str, tuple[int, ...]], 
             break
         layer = layers[i]
         kind = ng.kind_of(layer)
-        if len(layer.input) == 1 and len(layer.output) == 1 and (
+        if _single(layer) and (
                 kind == "innerProduct"
                 or (kind == "activation" and layer.activation.WhichOneof("NonlinearityType") in ELEMENTWISE_ACTIVATIONS)
                 or (kind == "batchedMatmul" and convertible_matmul(layer, shapes) is None)):
             chain.append(i)
             blob, nxt = layer.input[0], i
             continue
-        if kind in RESHAPES and len(layer.input) == 1 and len(layer.output) == 1:
+        if kind in RESHAPES and _single(layer):
             y = layer.input[0]
             if shapes.get(y) == shapes[blob] + (1, 1):
                 plan.remove(i, cons)
@@ -244,13 +306,7 @@ def _softmax_repair(plan: _Plan, spec: Any, shapes: dict[str, tuple[int, ...]], 
         if ng.kind_of(layers[i]) == "batchedMatmul":
             matmul_to_inner_product(layers[i])
         _clear_tensors(layers[i])
-    _to_softmax(soft)
-    names = ", ".join(f"'{layers[i].name}'" for i in reversed(chain))
-    plan.notes.append(
-        f"Layer '{soft.name}': final softmaxND (axis -1 of a rank-{rank} blob) rewritten as softmax, which Core ML's "
-        f"categorical cross-entropy loss requires; to keep the same axis the blobs from "
-        f"{names or 'the softmax input'} on carry two trailing unit axes ({how}). Predictions are unchanged."
-    )
+    return chain, how
 
 
 def _to_softmax(layer: Any) -> None:
