@@ -39,7 +39,10 @@ def _flatten(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class FlattenTo2D(nn.Module):
-    """``flattenTo2D``: ``[d0, .., dn]`` to ``[d0*..*d(axis-1), d(axis)*..*dn]``."""
+    """``flattenTo2D``: ``[d0, .., dn]`` to ``[d0*..*d(axis-1), d(axis)*..*dn]``.
+
+    For ``axis >= 2`` the batch axis (dim 0) is kept apart, giving ``[B, lead, tail]``.
+    """
 
     def __init__(self, axis: int) -> None:
         super().__init__()
@@ -52,7 +55,12 @@ class FlattenTo2D(nn.Module):
         tail = 1
         for d in x.shape[axis:]:
             tail *= int(d)
-        return x.reshape(-1, tail)
+        if axis == 1:
+            return x.reshape(-1, tail)
+        lead = 1
+        for d in x.shape[1:axis]:
+            lead *= int(d)
+        return x.reshape(-1, lead, tail)  # dim 0 stays the batch axis: per example this is [lead, tail]
 
 
 @register("flattenTo2D")
@@ -72,7 +80,8 @@ class Reshape(nn.Module):
         c, h, w = self.chw
         if not self.channel_last:
             return x.reshape((-1, c, h, w))
-        return x.movedim(-3, -1).reshape((-1, h, w, c)).movedim(-1, -3)
+        n = x.dim()  # positive dims: ONNX export rejects negative perms
+        return x.movedim(n - 3, n - 1).reshape((-1, h, w, c)).permute(0, 3, 1, 2)
 
 
 @register("reshape")
