@@ -158,9 +158,12 @@ def test_mlp_updatable_in_one_call() -> None:
 
 
 def test_partial_suffix_name_resolves_nested_module(cnn: SmallCNN) -> None:
-    model = mlupdate.convert(cnn, torch.rand(1, 3, 8, 8), class_labels=["x", "y"], updatable=["classifier.3"])
-    assert _layers(model)["classifier.3"].isUpdatable
-    assert not _layers(model)["classifier.1"].isUpdatable
+    """A name may be the unique tail of a qualified name; '3' ends both 'features.3' and 'classifier.3'."""
+    with pytest.raises(mlupdate.ConversionError, match="several modules"):
+        mlupdate.convert(cnn, torch.rand(1, 3, 8, 8), updatable=["3"], loss="mean_squared_error")
+    model = mlupdate.convert(cnn, torch.rand(1, 3, 8, 8), updatable=["1"], loss="mean_squared_error")
+    assert _layers(model)["classifier.1"].isUpdatable
+    assert not _layers(model)["classifier.3"].isUpdatable
 
 
 # -- EfficientNet-Lite0 + two dense layers ---------------------------------------------------------------------
@@ -170,11 +173,13 @@ class PetNet(nn.Module):
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Sequential(OrderedDict(dense_5=nn.Linear(1280, 32), relu=nn.ReLU(),
-                                              dense_6=nn.Linear(32, 2), softmax=nn.Softmax(-1)))
+        self.dense_5 = nn.Linear(1280, 32)
+        self.relu = nn.ReLU()
+        self.dense_6 = nn.Linear(32, 2)
+        self.softmax = nn.Softmax(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return self.softmax(self.dense_6(self.relu(self.dense_5(self.backbone(x)))))
 
 
 @pytest.fixture(scope="module")

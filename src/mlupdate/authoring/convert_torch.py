@@ -66,18 +66,18 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
     spec = _coreml_spec(torch_module, example_input, name, image_input, class_labels, output_name,
                         predicted_feature_name)
     mapping, notes = rename_layers(spec, torch_module)
-    model = Model(spec)
-    model.notes.extend(notes)
     if updatable is None:
+        model = Model(spec)
+        model.notes.extend(notes)
         return model
     layers = resolve_layers(updatable, mapping, torch_module)
-    import mlupdate
+    from mlupdate.authoring.updatable import make_updatable
 
     kwargs: dict[str, Any] = {"loss": loss, "epochs": epochs, "shuffle": shuffle, "seed": seed}
     if optimizer is not None:
         kwargs["optimizer"] = optimizer
-    updated = mlupdate.make_updatable(model, layers, **kwargs)
-    updated.notes[:0] = [n for n in notes if n not in updated.notes]
+    updated = make_updatable(spec, layers, **kwargs)  # compiles the network once, after the repairs
+    updated.notes[:0] = notes
     return updated
 
 
