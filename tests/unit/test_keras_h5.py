@@ -213,3 +213,26 @@ def test_tutorial_becomes_updatable_in_one_call(tutorial: tuple, tmp_path: Path)
     assert not [p for p in mlupdate.lint(updatable) if p.severity == "error"]
     written = updatable.write(tmp_path / "updatable.mlmodel")
     ct.models.MLModel(ct.utils.load_spec(str(written)))
+
+
+def test_cli_convert_reproduces_the_tutorial(tutorial: tuple, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import coremltools as ct
+
+    from mlupdate.cli import main
+
+    _, path = tutorial
+    out = tmp_path / "CatDog.mlmodel"
+    rc = main(["convert", str(path), str(out), "--image-input", "image", "--scale", str(1 / 255), "--class-labels",
+               "Cat", "Dog", "--updatable", "dense_5", "dense_6", "--loss", "cce", "--sgd", "lr=0.01,batch=5",
+               "--epochs", "2"])
+    assert rc == 0 and "Wrote" in capsys.readouterr().out
+    spec = ct.utils.load_spec(str(out))
+    ct.models.MLModel(spec)
+    up = spec.neuralNetworkClassifier.updateParams
+    assert spec.isUpdatable and spec.description.input[0].type.WhichOneof("Type") == "imageType"
+    assert up.optimizer.sgdOptimizer.learningRate.defaultValue == pytest.approx(0.01)
+    assert up.optimizer.sgdOptimizer.miniBatchSize.defaultValue == 5 and up.epochs.defaultValue == 2
+    assert not [p for p in mlupdate.lint(str(out)) if p.severity == "error"]
+    assert main(["convert", str(path), str(path)]) == 2
+    assert main(["convert", str(tmp_path / "model.pt"), str(out)]) == 2
+    assert main(["convert", str(path), str(out), "--scale", "2"]) == 2
