@@ -44,12 +44,12 @@ def linear_along(x: torch.Tensor, dim: int, grid: np.ndarray) -> torch.Tensor:
     w = (g - lo).astype(np.float32)
     shape = [1] * x.dim()
     shape[dim] = len(g)
-    wt = torch.from_numpy(w).reshape(shape).to(x.dtype)
-    a = x.index_select(dim, torch.from_numpy(lo))
-    b = x.index_select(dim, torch.from_numpy(hi))
+    wt = torch.from_numpy(w).reshape(shape).to(device=x.device, dtype=x.dtype)
+    a = x.index_select(dim, torch.from_numpy(lo).to(x.device))
+    b = x.index_select(dim, torch.from_numpy(hi).to(x.device))
     return a + (b - a) * wt
 
 
 def nearest_along(x: torch.Tensor, dim: int, index: np.ndarray) -> torch.Tensor:
     """Pick whole slices of ``x`` along ``dim`` at integer positions ``index``."""
-    return x.index_select(dim, torch.from_numpy(np.asarray(index, dtype=np.int64)))
+    return x.index_select(dim, torch.from_numpy(np.asarray(index, dtype=np.int64)).to(x.device))

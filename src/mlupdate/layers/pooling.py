@@ -83,7 +83,7 @@ class Pooling(nn.Module):
             return torch.sqrt(total)
         if not any(pad):
             return total / area
-        ones = torch.ones((1, 1, h, w), dtype=x.dtype)
+        ones = torch.ones((1, 1, h, w), dtype=x.dtype, device=x.device)
         counted = F.pad(ones, pad) if self.exclude_pad else F.pad(F.pad(ones, (l, r, t, b), value=1.0),
                                                                    (0, extra_w, 0, extra_h))
         count = F.avg_pool2d(counted, self.k, self.s) * area

@@ -71,7 +71,7 @@ def take(x: torch.Tensor, dim: int, index: range) -> torch.Tensor:
     """``x`` restricted to the positions ``index`` along ``dim`` (a basic slice when the step is positive)."""
     if index.step > 0 and len(index):
         return x[(slice(None),) * (dim % x.dim()) + (slice(index.start, index.stop, index.step),)]
-    return x.index_select(dim, torch.tensor(list(index), dtype=torch.long))
+    return x.index_select(dim, torch.tensor(list(index), dtype=torch.long, device=x.device))
 
 
 class Slice(nn.Module):
@@ -144,7 +144,7 @@ class SliceBySize(nn.Module):
         n = x.shape[self.axis]
         start = begin.reshape(-1)[:1].long()
         start = torch.where(start < 0, start + n, start)
-        idx = start + torch.arange(self.size, dtype=torch.long)
+        idx = start + torch.arange(self.size, dtype=torch.long, device=x.device)
         return x.index_select(self.axis, idx)
 
 
