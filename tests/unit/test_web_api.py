@@ -410,6 +410,35 @@ def test_failed_write_keeps_the_old_model(small_model: Path, tmp_path: Path, mon
         assert mlupdate.load(personal).is_updatable  # still a valid model
 
 
+def test_events_resume_after_last_event_id(client: TestClient) -> None:
+    add(client, png(RED), "Cat")
+    client.post("/api/train", json={"epochs": 3})
+    assert wait_trained(client)["state"] == "completed"
+    with client.stream("GET", "/api/train/events", headers={"Last-Event-ID": "2"}) as s:
+        text = "".join(s.iter_text())
+    ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+    assert ids == [3, 4]  # epoch 3 and completed; training_begin, epochs 1-2 were already seen
+    assert "event: completed" in text and "training_begin" not in text
+
+
+def test_cli_serve_refuses_a_missing_model(tmp_path: Path, capsys) -> None:
+    from mlupdate.cli import main
+
+    assert main(["serve", str(tmp_path / "nope.mlmodel")]) == 2
+    assert "No model file" in capsys.readouterr().err
+    assert main(["serve", "--samples", str(tmp_path / "none"), str(build_small_model(tmp_path / "m.mlmodel"))]) == 2
+    assert "--samples" in capsys.readouterr().err
+
+
+def test_cli_default_data_dirs(tmp_path: Path, monkeypatch) -> None:
+    from mlupdate.cli.serve import default_data_dir
+
+    monkeypatch.setenv("MLUPDATE_DATA_DIR", str(tmp_path))
+    assert default_data_dir(None) == tmp_path / "app" / "demo"
+    a, b = default_data_dir(Path("x/CatDog.mlmodel")), default_data_dir(Path("y/CatDog.mlmodel"))
+    assert a.parent == tmp_path / "app" and a.name.startswith("CatDog-") and a != b
+
+
 def test_events_when_idle(client: TestClient) -> None:
     with client.stream("GET", "/api/train/events") as s:
         text = "".join(s.iter_text())

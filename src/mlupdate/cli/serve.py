@@ -60,7 +60,7 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
             print("Assembling the demo model (first run only; about a minute)...", file=sys.stderr, flush=True)
         model = demo_model_path()
     app = create_app(model, data_dir, samples, max_upload_bytes=int(max_upload_mb * 1024 * 1024), title=title)
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
+    shown = f"[{host}]" if ":" in host else host
     print(f"Serving {model} at http://{shown}:{port}/  (personal data in {data_dir}; Ctrl+C to stop)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"Note: listening on {host}, so other machines on the network can reach the app.", file=sys.stderr)
