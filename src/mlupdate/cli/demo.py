@@ -38,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     samples = args.samples or default_samples()
     info = demo_info()
-    print(f"The demo model calls {info['cat_as_dog'].replace('_', ' ')} cats dogs and "
-          f"{info['dog_as_cat'].replace('_', ' ')} dogs cats. Show it some, correct it, press Train.")
+    def breed(name: str) -> str:
+        return name.replace("_", " ").title()
+
+    print(f"The demo model thinks {breed(info['cat_as_dog'])} cats are dogs and {breed(info['dog_as_cat'])} dogs "
+          "are cats. Show it some, correct it, press Train.")
     if samples is None:
         print("(No sample photos found; choose your own, or pass --samples DIR.)")
     return serve(None, args.data_dir or default_data_dir(None), samples, args.host, args.port, args.max_upload_mb)

@@ -54,9 +54,9 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
     if samples is not None and not samples.is_dir():
         raise mlupdate.Error(f"--samples {samples} is not a folder of photos; check the path.")
     if model is None:
-        from mlupdate.demo import demo_model_path, user_data_dir
+        from mlupdate.demo import demo_model_file, demo_model_path
 
-        if not any(user_data_dir().glob("demo/CatDog-*.mlmodel")):
+        if not demo_model_file().is_file():
             print("Assembling the demo model (first run only; about a minute)...", file=sys.stderr, flush=True)
         model = demo_model_path()
     app = create_app(model, data_dir, samples, max_upload_bytes=int(max_upload_mb * 1024 * 1024), title=title)

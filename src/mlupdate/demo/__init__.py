@@ -27,7 +27,7 @@ from mlupdate.demo.model import CLASS_LABELS, HEAD_PATH, IMAGE_BIAS, IMAGE_SCALE
 
 _ASSEMBLY = "1"  # bump when build_demo_model changes, so cached models are rebuilt
 
-__all__ = ["CLASS_LABELS", "demo_info", "demo_model_path", "build_demo_model", "user_data_dir"]
+__all__ = ["CLASS_LABELS", "demo_info", "demo_model_file", "demo_model_path", "build_demo_model", "user_data_dir"]
 
 
 def user_data_dir() -> Path:
@@ -101,6 +101,11 @@ def _cache_key() -> str:
     return h.hexdigest()[:12]
 
 
+def demo_model_file(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where :func:`demo_model_path` keeps the demo model (whether or not it has been assembled yet)."""
+    return (Path(data_dir) if data_dir is not None else user_data_dir()) / "demo" / f"CatDog-{_cache_key()}.mlmodel"
+
+
 def demo_model_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The demo ``.mlmodel``, assembled and cached on first use.
 
@@ -111,10 +116,9 @@ def demo_model_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
     Returns:
         Path of the cached model (written atomically, so an interrupted first run leaves no broken file).
     """
-    folder = (Path(data_dir) if data_dir is not None else user_data_dir()) / "demo"
-    path = folder / f"CatDog-{_cache_key()}.mlmodel"
+    path = demo_model_file(data_dir)
     if path.is_file():
         return path
-    folder.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     build_demo_model().write(path)
     return path
