@@ -110,8 +110,10 @@ class NetworkProgram:
             if f.type == "image":
                 c = f.image_constraint
                 one = np.zeros((c.channels, c.height, c.width), np.float32)
+                one = one if self.batched else one[None]
             else:
-                one = to_blob(np.zeros(f.shape or (1,), np.float32), self.nd)
+                one = np.zeros(f.shape or (1,), np.float32)
+                one = to_blob(one, self.nd) if self.batched else one
             arrays.append(np.stack([one] * batch) if self.batched else one)
         return arrays
 
@@ -138,12 +140,14 @@ class NetworkProgram:
         return row
 
     def encode_one(self, f: FeatureDescription, value: Any, crop_and_scale: str) -> np.ndarray:
-        """One feature value as the network blob (no batch axis)."""
+        """One feature value as the network blob: without the batch axis when batched, else as declared."""
         if f.type == "image":
             c = f.image_constraint
-            return c.to_array(c.prepare(value, crop_and_scale))
+            arr = c.to_array(c.prepare(value, crop_and_scale))
+            return arr if self.batched else arr[None]
         if f.type == "multiArray":
-            return to_blob(check_array(value, f), self.nd)
+            arr = check_array(value, f)
+            return to_blob(arr, self.nd) if self.batched else arr
         raise FeatureError(f"Input '{f.name}' is of type {f.type}, which neural networks do not take.")
 
     # -- running -------------------------------------------------------------------------------
