@@ -14,7 +14,7 @@ all test photos once with ``predict_batch``.
 Seed ``s`` draws a random order of each class's train photos (``numpy.random.default_rng(s)``); ``n`` examples
 per class are the first ``n`` of that order (so the 5 include the 1), and ``s`` is also the update's shuffle seed.
 
-    python bench/bench_personalize.py [--pets ../shared/data/pets] [--seeds 0 1 2] [--lr 0.01 --batch 5 ...]
+    python bench/bench_personalize.py [--pets ../shared/data/pets] [--seeds 0 1 2 3 4] [--lr 0.01 --batch 5 ...]
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pets", type=Path, default=ROOT.parent / "shared" / "data" / "pets",
                     help="folder holding train/{cat,dog} and test/{cat,dog}")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 20], help="examples per class")
     ap.add_argument("--lr", type=float, default=0.01, help="fresh head: SGD learning rate")
     ap.add_argument("--batch", type=int, default=5, help="fresh head: mini-batch size")
