@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,7 +60,6 @@ class NetworkProgram:
         flexible = tuple(i for i, f in enumerate(self.inputs) if f.image_constraint and f.image_constraint.flexible)
         self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key,
                                       executor, flexible)
-        self.lock = threading.Lock()
 
     # -- interface -----------------------------------------------------------------------------
     def _probability_blob(self, nn_msg: Any) -> str | None:
