@@ -7,6 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from mlupdate.cli.make_updatable import add_training_arguments
+
 
 def add_parser(sub: Any) -> None:
     """Register the subcommand."""
@@ -31,13 +33,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--predicted-feature-name", default="classLabel", help="top-label output (default classLabel)")
     p.add_argument("--output-name", help="name of the output / probabilities (default output1)")
     p.add_argument("--updatable", nargs="+", metavar="LAYER", help="Dense/Conv2D layers to make updatable")
-    p.add_argument("--loss", default="cce", choices=("cce", "mse", "categorical_cross_entropy", "mean_squared_error"),
-                   help="loss with --updatable (default cce)")
-    opt = p.add_mutually_exclusive_group()
-    opt.add_argument("--sgd", metavar="K=V,...", help="SGD settings, e.g. lr=0.01,batch=5")
-    opt.add_argument("--adam", metavar="K=V,...", help="Adam settings, e.g. lr=0.001,batch=8")
-    p.add_argument("--epochs", type=int, default=1, help="default number of epochs with --updatable (default 1)")
-    p.add_argument("--seed", type=int, help="shuffle seed with --updatable")
+    add_training_arguments(p, " with --updatable")
     p.set_defaults(func=run)
 
 
@@ -69,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.updatable:
         from mlupdate.authoring.repairs import RepairWarning
         from mlupdate.authoring.updatable import make_updatable
-        from mlupdate.cli.make_updatable import parse_optimizer, summary_lines
+        from mlupdate.cli.make_updatable import optimizer_from, summary_lines
 
-        optimizer = parse_optimizer(args.adam, True) if args.adam is not None else parse_optimizer(args.sgd, False)
+        optimizer = optimizer_from(args)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RepairWarning)
             model = make_updatable(model, args.updatable, args.loss, optimizer, args.epochs, True, args.seed)

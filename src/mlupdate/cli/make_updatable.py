@@ -28,21 +28,32 @@ def add_parser(sub: Any) -> None:
     p.add_argument("output", metavar="OUT", help="where to write the updatable .mlmodel")
     p.add_argument("--layers", nargs="+", required=True, metavar="LAYER",
                    help="innerProduct/convolution layers to train (see mlupdate inspect IN)")
-    p.add_argument("--loss", default="cce", choices=("cce", "mse", "categorical_cross_entropy", "mean_squared_error"),
-                   help="loss function (default cce)")
-    opt = p.add_mutually_exclusive_group()
-    opt.add_argument("--sgd", metavar="K=V,...", help="SGD settings (default lr=0.01,batch=10,momentum=0)")
-    opt.add_argument("--adam", metavar="K=V,...", help="Adam settings")
-    p.add_argument("--epochs", type=int, default=1, help="default number of epochs (default 1)")
+    add_training_arguments(p)
     p.add_argument("--epochs-allowed", type=int, nargs="+", metavar="N", help="allowed epochs (default: --epochs)")
     p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="shuffle the training data between epochs (default yes)")
-    p.add_argument("--seed", type=int, help="seed of the shuffle")
     p.add_argument("--loss-input", metavar="BLOB", help="blob the loss reads (default: the class probabilities)")
     p.add_argument("--loss-name", default="lossLayer", help="name of the loss layer (default lossLayer)")
     p.add_argument("--no-repair", dest="repair", action="store_false",
                    help="do not rewrite softmaxND/batchedMatmul/reshapes (fail instead)")
     p.set_defaults(func=run)
+
+
+def add_training_arguments(p: argparse.ArgumentParser, when: str = "") -> None:
+    """The loss, optimizer, epochs and seed options shared by make-updatable and convert."""
+    p.add_argument("--loss", default="cce", choices=("cce", "mse", "categorical_cross_entropy", "mean_squared_error"),
+                   help=f"loss function{when} (default cce)")
+    opt = p.add_mutually_exclusive_group()
+    opt.add_argument("--sgd", metavar="K=V,...", help="SGD settings, e.g. lr=0.01,batch=5 (default "
+                                                      "lr=0.01,batch=10,momentum=0)")
+    opt.add_argument("--adam", metavar="K=V,...", help="Adam settings, e.g. lr=0.001,batch=8")
+    p.add_argument("--epochs", type=int, default=1, help=f"default number of epochs{when} (default 1)")
+    p.add_argument("--seed", type=int, help=f"seed of the shuffle{when}")
+
+
+def optimizer_from(args: argparse.Namespace) -> Any:
+    """The optimizer that ``--sgd`` / ``--adam`` describe (SGD with defaults when neither is given)."""
+    return parse_optimizer(args.adam, True) if args.adam is not None else parse_optimizer(args.sgd, False)
 
 
 def parse_optimizer(text: str | None, adam: bool) -> Any:
@@ -93,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
         raise AuthoringError(f"OUT is the same file as IN ({src}); mlupdate never modifies the input model. "
                              "Choose another output path.")
-    optimizer = parse_optimizer(args.adam, True) if args.adam is not None else parse_optimizer(args.sgd, False)
+    optimizer = optimizer_from(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RepairWarning)  # printed below instead
         model = make_updatable(src, args.layers, args.loss, optimizer, args.epochs, args.shuffle, args.seed,
