@@ -40,9 +40,17 @@ class PipelineUpdate:
 
             name = last.description.input[0].name
             self.job: Any = KNNUpdate(last, values, examples, lambda: [f[name] for f in self._stage_outputs()])
+        elif (sub_kind or "").startswith("neuralNetwork"):
+            from mlupdate.spec.description import Description
+            from mlupdate.update.data import require_features
+
+            training = Description.from_spec(spec).training_inputs
+            require_features(examples, [f for f in training.values() if f.type != "image"], list(training))
+            self.job = _LazyNetworkUpdate(last, values, compute_units, crop_and_scale, frozen_cache,
+                                          self._stage_outputs)
         else:
             raise NotUpdatableError(f"Updating a pipeline that ends in a {sub_kind} is not supported; mlupdate "
-                                    "updates pipelines that end in a k-NN classifier.")
+                                    "updates pipelines that end in a k-NN classifier or a neural network.")
         self.last_metrics: dict[str, Any] = {}
 
     def _stage_outputs(self) -> list[dict[str, Any]]:
@@ -62,12 +70,19 @@ class PipelineUpdate:
         """Run the earlier models on every example and check the last model's inputs."""
         self.job.validate()
 
-    def snapshot(self) -> Any:
-        """The whole pipeline as it is now (handlers see the pipeline, not its last model)."""
-        from mlupdate.spec.io import copy_spec
+    def _with_last(self, last_spec: Any) -> Any:
+        """A function building the whole pipeline around a captured last model (handlers see the pipeline)."""
 
-        frozen = copy_spec(self.spec)
-        return lambda: frozen
+        def build() -> Any:
+            from mlupdate.spec.io import copy_spec
+
+            whole = copy_spec(self.spec)
+            kind = whole.WhichOneof("Type")
+            pipe = whole.pipeline if kind == "pipeline" else getattr(whole, kind).pipeline
+            pipe.models[-1].CopyFrom(last_spec())
+            return whole
+
+        return build
 
     def train(self, control: Any) -> Any:
         """Update the last model; returns the whole pipeline spec."""
@@ -75,7 +90,7 @@ class PipelineUpdate:
 
         class _Control:
             def emit(self, event: str, metrics: dict[str, Any], snapshot: Any) -> None:
-                control.emit(event, metrics, outer.snapshot)
+                control.emit(event, metrics, lambda: outer._with_last(snapshot()))
 
             def check_cancel(self) -> None:
                 control.check_cancel()
@@ -86,3 +101,36 @@ class PipelineUpdate:
         self.job.train(_Control())
         self.last_metrics = self.job.last_metrics
         return self.spec
+
+
+class _LazyNetworkUpdate:
+    """A ``NetworkUpdate`` of the pipeline's last network, built once the earlier models have run.
+
+    The earlier models' outputs (the network's inputs) exist only after they predict on the examples,
+    which happens in the task's thread, not when the task is created.
+    """
+
+    def __init__(self, spec: Any, values: Mapping[str, Any], units: str, crop: str, frozen_cache: bool,
+                 features: Any) -> None:
+        self._args = (spec, values, units, crop)
+        self._frozen_cache, self._features = frozen_cache, features
+        self._job: Any = None
+        self.last_metrics: dict[str, Any] = {}
+
+    def _network(self) -> Any:
+        if self._job is None:
+            from mlupdate.update.trainer import NetworkUpdate
+
+            spec, values, units, crop = self._args
+            self._job = NetworkUpdate(spec, values, units, crop, self._features(), self._frozen_cache)
+        return self._job
+
+    def validate(self) -> None:
+        """Run the earlier models and check the network's training inputs."""
+        self._network().validate()
+
+    def train(self, control: Any) -> Any:
+        """Update the network (its spec is the pipeline's last model, updated in place)."""
+        result = self._network().train(control)
+        self.last_metrics = self._job.last_metrics
+        return result
