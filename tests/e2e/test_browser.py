@@ -105,6 +105,9 @@ def test_relabel_train_and_see_the_correction(server: str, browser, pets: Path) 
         page.click('button.label-btn[data-label="Dog"]')
         expect(page.locator("#count")).to_have_text(str(i), timeout=30_000)
     expect(page.locator("#examples li")).to_have_count(len(corrections))
+    # Every pending photo says "Dog": the page warns that one-label training pulls everything toward it.
+    expect(page.locator("#one-sided")).to_be_visible()
+    expect(page.locator("#one-sided")).to_contain_text("say “Dog”")
 
     # Remove one, as a user who changed their mind.
     page.locator("#examples li .remove").last.click()

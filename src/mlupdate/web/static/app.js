@@ -133,6 +133,14 @@
     $("#count-word").textContent = list.count === 1 ? "photo" : "photos";
     $("#counts").textContent = list.count ?
       "(" + Object.entries(list.counts).map(([k, v]) => `${v} ${k}`).join(", ") + ")" : "";
+    // Training on photos that all carry one label pulls every prediction toward it (BENCHMARKS.md, app scenario).
+    const used = Object.entries(list.counts || {}).filter(([, v]) => v > 0);
+    $("#one-sided").hidden = !(list.count > 0 && used.length === 1);
+    if (used.length === 1) {
+      $("#one-sided").textContent = `All ${list.count} photo${list.count === 1 ? "" : "s"} say “${used[0][0]}”. ` +
+        "Training on one label pulls every prediction toward it: add a few photos of the other class too " +
+        "(ones the model already gets right are fine).";
+    }
     const ul = $("#examples");
     ul.replaceChildren(...list.examples.map((e) => {
       const li = document.createElement("li");
