@@ -82,7 +82,7 @@ def prepare(work: Path) -> dict[str, dict[str, Path]]:
             else:
                 wrapped = torch.nn.Sequential(net, torch.nn.Softmax(dim=-1))
                 image, labels = {"scale": 1 / 255}, [f"class{i}" for i in range(10)]
-            ct_convert(wrapped, torch.rand(1, 3, SIZE, SIZE), ml, image=image, labels=labels)
+            ct_convert(wrapped, torch.rand(1, 3, SIZE, SIZE), ml, image=image, labels=labels, input_name="image")
         if not onnx.exists():
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import resource
 import statistics
 import subprocess
+import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.helpers import ct_convert  # noqa: E402, F401 - one coremltools conversion helper for tests and benches
+
 PETS = Path(os.environ.get("MLUPDATE_PETS", ROOT.parent / "shared" / "data" / "pets"))
 
 
@@ -52,26 +54,3 @@ def machine() -> str:
     except (OSError, subprocess.CalledProcessError, StopIteration):
         name = platform.processor() or "unknown CPU"
     return f"{name}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def ct_convert(module: Any, example: Any, path: Path, *, image: dict[str, Any] | None = None,
-               labels: list[Any] | None = None, input_name: str = "image") -> Path:
-    """Convert a torch module with ``coremltools.convert(..., convert_to="neuralnetwork")``."""
-    import coremltools as ct
-    import torch
-
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    module = module.eval()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(module, example)
-        if image is not None:
-            inp = ct.ImageType(name=input_name, shape=example.shape, **image)
-        else:
-            inp = ct.TensorType(name=input_name, shape=example.shape)
-        kwargs: dict[str, Any] = {}
-        if labels is not None:
-            kwargs["classifier_config"] = ct.ClassifierConfig(labels)
-        ml = ct.convert(traced, inputs=[inp], convert_to="neuralnetwork", **kwargs)
-    ml.save(str(path))
-    return path
