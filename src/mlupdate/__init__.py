@@ -13,6 +13,7 @@ from mlupdate.errors import (
     ExportError,
     FeatureError,
     ImageError,
+    LayerError,
     ModelFileError,
     NotUpdatableError,
     ParameterError,
@@ -58,7 +59,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AuthoringError", "ConversionError", "Description", "Error", "ExportError", "FeatureDescription",
-    "FeatureError", "ImageConstraint", "ImageError", "Model", "ModelFileError", "NotUpdatableError",
+    "FeatureError", "ImageConstraint", "ImageError", "LayerError", "Model", "ModelFileError", "NotUpdatableError",
     "ParameterError", "SpecError", "TrainingDataError", "UnsupportedLayerError", "UnsupportedModelError",
     "UpdateError", "load", *_LAZY,
 ]

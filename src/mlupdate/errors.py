@@ -26,6 +26,10 @@ class SpecError(Error):
     """The model's specification is inconsistent (missing blobs, wrong weight counts, ...)."""
 
 
+class LayerError(Error):
+    """A layer failed while running: its parameters do not fit the inputs it was given."""
+
+
 class FeatureError(Error):
     """A prediction or training feature is missing or has the wrong type or shape."""
 

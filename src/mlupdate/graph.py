@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlupdate.errors import SpecError
+from mlupdate.errors import Error, LayerError, SpecError
 from mlupdate.layers import BuildContext, build_layer
 
 
@@ -27,6 +27,7 @@ class Node:
     outputs: tuple[str, ...]
     key: str
     updatable: bool = False
+    index: int = -1
 
 
 class Preprocess(nn.Module):
@@ -74,12 +75,9 @@ class Graph(nn.Module):
         for name, value in zip(self.input_names, args, strict=True):
             pre = self._pre_names.get(name)
             env[name] = self.preprocess[pre](value) if pre else value
+        n = args[0].shape[0] if args else 1
         for node in self.nodes:
-            out = self.layers[node.key](*[env[i] for i in node.inputs])
-            if isinstance(out, torch.Tensor):
-                env[node.outputs[0]] = out
-            else:
-                env.update(zip(node.outputs, out, strict=False))
+            run_node(node, self.layers[node.key], env, n)
         return tuple(env[o] for o in self.output_names)
 
     def subgraph(self, inputs: Sequence[str], outputs: Sequence[str], with_preprocess: bool = True) -> Graph:
@@ -124,6 +122,35 @@ class Graph(nn.Module):
         return boundary, rest
 
 
+def run_node(node: Node, module: nn.Module, env: dict[str, torch.Tensor], n: int) -> None:
+    """Run one compiled layer over the blob dictionary ``env`` (updated in place).
+
+    A module with ``scoped = True`` (control flow) reads and writes ``env`` itself. The outputs of a
+    layer without inputs (constants, static fills) are held with one example and expanded to ``n``.
+
+    Raises:
+        LayerError: If the layer fails, naming it, its kind, index and input shapes.
+    """
+    try:
+        if getattr(module, "scoped", False):
+            env.update(module(env))
+            return
+        out = module(*[env[i] for i in node.inputs])
+        outs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
+        if not node.inputs:
+            outs = tuple(o.expand((n, *o.shape[1:])) if o.dim() and o.shape[0] == 1 else o for o in outs)
+        env.update(zip(node.outputs, outs, strict=False))
+    except Error:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure inside a layer is reported with the layer
+        shapes = ", ".join(f"{i}: {list(env[i].shape[1:])}" for i in node.inputs if i in env)
+        raise LayerError(
+            f"Layer '{node.name}' ({node.kind}, layer {node.index} of the network) failed on inputs "
+            f"[{shapes}] (shapes per example): {exc}. The model's layer parameters do not fit these inputs; "
+            "check the input shapes against the model's description, or fix the layer."
+        ) from exc
+
+
 def _prune(nodes: Sequence[Node], inputs: Sequence[str], outputs: Sequence[str]) -> list[Node]:
     """Keep only the nodes needed for ``outputs``, stopping at ``inputs``."""
     needed = set(outputs)
@@ -155,7 +182,6 @@ def compile_layers(layers: Sequence[Any], available: Iterable[str], nd: bool) ->
     produced = set(available)
     nodes: list[Node] = []
     modules = nn.ModuleDict()
-    ctx = BuildContext(nd=nd)
     seen_names: set[str] = set()
     for i, layer in enumerate(layers):
         kind = layer.WhichOneof("layer") or "<none>"
@@ -169,7 +195,12 @@ def compile_layers(layers: Sequence[Any], available: Iterable[str], nd: bool) ->
             raise SpecError(f"Two layers are named '{layer.name}'; layer names must be unique. Rename one.")
         seen_names.add(layer.name)
         key = f"l{i}"
-        modules[key] = build_layer(layer, ctx)
-        nodes.append(Node(layer.name, kind, tuple(layer.input), tuple(layer.output), key, bool(layer.isUpdatable)))
+        module = build_layer(layer, BuildContext(nd=nd, available=frozenset(produced), inputs=tuple(layer.input)))
+        modules[key] = module
+        reads = tuple(b for b in getattr(module, "reads", ()) if b not in layer.input)
+        writes = tuple(b for b in getattr(module, "writes", ()) if b not in layer.output)
+        nodes.append(Node(layer.name, kind, (*layer.input, *reads), (*layer.output, *writes), key,
+                          bool(layer.isUpdatable), i))
         produced.update(layer.output)
+        produced.update(writes)
     return nodes, modules

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,8 @@ def run(path: Path, executor: str, examples: list[dict[str, np.ndarray]]) -> lis
 
 def check_layer(tmp: Path, executor: str, add: Callable[[Any], Any], inputs: dict[str, np.ndarray],
                 reference: Callable[..., np.ndarray | Sequence[np.ndarray]], *, nd: bool = False,
-                outputs: Sequence[str] = ("out",), batch: int = 2, atol: float = 1e-5, seed: int = 0) -> None:
+                outputs: Sequence[str] = ("out",), batch: int = 2, atol: float = 1e-5, seed: int = 0,
+                rtol: float = 1e-5) -> None:
     """Build a network with ``add(builder)``, run ``batch`` random examples, compare with ``reference``.
 
     Args:
@@ -82,8 +84,67 @@ def check_layer(tmp: Path, executor: str, add: Callable[[Any], Any], inputs: dic
         want = [want] if isinstance(want, np.ndarray) else list(want)
         for name, w in zip(outputs, want, strict=True):
             g = np.asarray(res[name])
-            assert g.shape == w.shape or g.size == w.size, (name, g.shape, w.shape)
-            np.testing.assert_allclose(g.reshape(w.shape), w, atol=atol, rtol=1e-5, err_msg=name)
+            assert g.shape == w.shape, (name, g.shape, w.shape)
+            np.testing.assert_allclose(g, w, atol=atol, rtol=rtol, err_msg=name)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One reference test of one or more layer kinds (see ``check_layer`` for the fields).
+
+    The kinds a case covers are read from the spec that ``add`` builds, so they cannot drift
+    from what the case really runs.
+    """
+
+    id: str
+    add: Callable[[Any], Any]
+    inputs: dict[str, np.ndarray]
+    reference: Callable[..., np.ndarray | Sequence[np.ndarray]]
+    nd: bool = False
+    outputs: Sequence[str] = ("out",)
+    batch: int = 2
+    atol: float = 1e-5
+    rtol: float = 1e-5
+    executors: Sequence[str] = EXECUTORS
+
+    def builder(self) -> Any:
+        """A fresh builder with this case's layers added."""
+        b = builder([(k, v.shape) for k, v in self.inputs.items()], self.outputs, nd=self.nd)
+        self.add(b)
+        return b
+
+    def kinds(self) -> set[str]:
+        """The layer kinds (protobuf oneof names) this case's network uses, nested networks included."""
+        return layer_kinds(self.builder().nn_spec.layers)
+
+    def check(self, tmp: Path, executor: str) -> None:
+        """Run the case on ``executor`` and compare with the reference."""
+        check_layer(tmp, executor, self.add, self.inputs, self.reference, nd=self.nd, outputs=self.outputs,
+                    batch=self.batch, atol=self.atol, rtol=self.rtol)
+
+
+def layer_kinds(layers: Any) -> set[str]:
+    """Kinds of ``layers`` and of every layer in their nested networks (branch and loop bodies)."""
+    kinds: set[str] = set()
+    for layer in layers:
+        kind = layer.WhichOneof("layer")
+        kinds.add(kind)
+        params = getattr(layer, kind)
+        for field, value in params.ListFields():
+            if field.message_type is not None and field.message_type.name == "NeuralNetwork":
+                kinds |= layer_kinds(value.layers)
+    return kinds
+
+
+def case_test(cases: Sequence[Case]) -> Callable[..., None]:
+    """A pytest test running every case on each of its executors (assign it to a ``test_*`` name)."""
+    pairs = [(c, e) for c in cases for e in c.executors]
+
+    @pytest.mark.parametrize(("case", "executor"), pairs, ids=[f"{c.id}-{e}" for c, e in pairs])
+    def test(tmp_path: Path, case: Case, executor: str) -> None:
+        case.check(tmp_path, executor)
+
+    return test
 
 
 def rand(*shape: int, seed: int = 0, low: float = -1.0, high: float = 1.0) -> np.ndarray:

@@ -49,7 +49,7 @@ def test_nd_shape_layers(tmp_path, executor):
 
     def ref(x, like, col):
         return (x.reshape(2, 12), x.reshape(1, 4, 6), x.reshape(1, 6, 4), x.reshape(1, 6, 1, 4), col[..., 0],
-                col.reshape(1, 5), x[:, :, None, :, :, None], x.transpose(0, 3, 1, 2), x)
+                col.reshape(5), x[:, :, None, :, :, None], x.transpose(0, 3, 1, 2), x)
 
     check_layer(tmp_path, executor, add, {"x": rand(1, 2, 3, 4), "like": rand(1, 6, 4), "col": rand(1, 5, 1)}, ref,
                 outputs=("f2d", "rs", "rl", "rp", "sq", "sqa", "ed", "tr", "cp"), nd=True, batch=3)

@@ -135,23 +135,22 @@ def backprop_blocker(layers: Sequence[Any], losses: Sequence[tuple[str, str, str
 
 # -- running the network -----------------------------------------------------------------------------
 def sample_inputs(spec: Any, seed: int = 0, batch: int = 1) -> list[np.ndarray]:
-    """Random inputs laid out as mlupdate's graph takes them (batch first where the network allows)."""
-    from mlupdate.features.arrays import to_blob
+    """Random inputs laid out as mlupdate's graph takes them (``batch`` examples on the leading axis)."""
+    from mlupdate.features.arrays import image_blob, to_blob
     from mlupdate.spec.description import FeatureDescription
 
     nn = network(spec)
     nd = is_nd(nn)
     rng = np.random.default_rng(seed)
-    feats = [FeatureDescription.from_proto(f) for f in spec.description.input]
-    batched = all((not nd) or f.type == "image" or (f.shape and f.shape[0] == 1) for f in feats)
     arrays = []
-    for f in feats:
+    for f in (FeatureDescription.from_proto(f) for f in spec.description.input):
         if f.type == "image":
             c = f.image_constraint
-            one = rng.uniform(0, 255, (c.channels, c.height, c.width)).astype(np.float32)
+            one = image_blob(rng.uniform(0, 255, (c.channels, c.height, c.width)).astype(np.float32), nd,
+                             nn.imageInputShapeMapping == 1)
         else:
             one = to_blob(rng.standard_normal(f.shape or (1,)).astype(np.float32), nd)
-        arrays.append(np.stack([one] * batch) if batched else one)
+        arrays.append(np.stack([one] * batch))
     return arrays
 
 
@@ -167,9 +166,9 @@ def run_blobs(spec: Any, blobs: Sequence[str], inputs: Sequence[np.ndarray]) -> 
 
 
 def blob_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
-    """Shape of every blob (inputs and layer outputs) for batch 1, in mlupdate's runtime layout.
+    """Shape of every blob (inputs and layer outputs) for one example.
 
-    ND networks: the declared Core ML shape. Legacy networks: ``[1, C, H, W]``.
+    ND networks: the Core ML shape. Legacy networks: ``[1, C, H, W]`` (the graph's example axis first).
     """
     nn = network(spec)
     names = [f.name for f in spec.description.input]
@@ -178,4 +177,6 @@ def blob_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
     values = run_blobs(spec, blobs, inputs)
     shapes = {b: tuple(v.shape) for b, v in values.items()}
     shapes.update({n: tuple(a.shape) for n, a in zip(names, inputs, strict=True)})
+    if is_nd(nn):
+        shapes = {b: s[1:] for b, s in shapes.items()}
     return shapes

@@ -42,15 +42,26 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def to_blob(arr: np.ndarray, nd: bool) -> np.ndarray:
-    """One example's array as the network sees it, without the batch axis.
+    """One example's array as the network holds it, without the graph's leading example axis.
 
-    Legacy (rank-5) networks see ``[C]`` as ``[C, 1, 1]`` and ``[C, H, W]`` as it is.
-    ND networks see the declared shape; a leading 1 is the batch axis and is dropped here.
+    ND networks hold the declared Core ML shape as it is. Legacy (rank-5) networks see ``[C]`` as
+    ``[C, 1, 1]``, ``[C, H, W]`` as it is, and a rank-5 ``[Seq, 1, C, H, W]`` as ``[C, H, W]``
+    when ``Seq == 1`` and as ``[Seq, C, H, W]`` otherwise (see :mod:`mlupdate.layers`).
     """
     if nd:
-        return arr[0] if arr.ndim >= 1 and arr.shape[0] == 1 else arr
+        return arr
     if arr.ndim == 1:
         return arr.reshape(-1, 1, 1)
     if arr.ndim == 5:
-        return arr.reshape(arr.shape[-3:])
+        return arr.reshape(arr.shape[-3:]) if arr.shape[0] == 1 else arr.reshape(arr.shape[0], *arr.shape[-3:])
     return arr
+
+
+def image_blob(chw: np.ndarray, nd: bool, rank4: bool) -> np.ndarray:
+    """One example's ``[C, H, W]`` image as the network holds it (see :func:`to_blob`).
+
+    ND networks see an image as ``[1, C, H, W]`` (RANK4_IMAGE_MAPPING) or ``[1, 1, C, H, W]``.
+    """
+    if not nd:
+        return chw
+    return chw[None] if rank4 else chw[None, None]

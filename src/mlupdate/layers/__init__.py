@@ -5,14 +5,35 @@ One registry, keyed by the protobuf name of the ``NeuralNetworkLayer.layer`` one
 builder ``build(layer, ctx) -> torch.nn.Module``; the module's ``forward`` takes the layer's
 input tensors in order and returns one tensor or a tuple (one per output blob).
 
-Blob layout: every tensor carries the batch in dim 0. In a legacy (rank-5) network a blob
-``[Seq, Batch, C, H, W]`` with ``Seq == 1`` is held as ``[B, C, H, W]``; in an ND network
-(``EXACT_ARRAY_MAPPING``) the declared leading dimension is the batch.
+Blob layout: the graph owns one extra leading axis, dim 0, that stacks independent examples
+(``predict_batch``, update mini-batches). It is never a Core ML axis, and no layer reads, reduces,
+slices or reshapes across it.
+
+* ND networks (``EXACT_ARRAY_MAPPING``): a Core ML tensor of rank ``r`` and shape
+  ``[d0, .., d(r-1)]`` is held as ``[N, d0, .., d(r-1)]``. Core ML axis ``a`` is held dim
+  :func:`mlupdate.layers.common.nd_dim` (``a + 1`` for ``a >= 0``, unchanged when negative);
+  the Core ML rank is ``x.dim() - 1``. Core ML has no rank-0 tensors: a result that would be a
+  scalar is ``[1]`` (held ``[N, 1]``).
+* Legacy (rank-5) networks: Core ML's ``[Seq, Batch, C, H, W]`` is held as ``[N, C, H, W]``
+  when ``Seq == 1`` and as ``[N, Seq, C, H, W]`` otherwise, where ``N`` runs over the examples
+  and Core ML's own ``Batch``. Legacy layers act on the last three axes (C, H, W) and keep the
+  leading ones; sequence-aware layers (recurrent, sequence concat/repeat) use
+  :func:`mlupdate.layers.common.as_sequence`.
+
+Control-flow modules set ``scoped = True``: they are called with the whole blob dictionary and
+return the blobs they write; their ``reads`` and ``writes`` attributes name the outer blobs their
+nested networks use, so the graph can order and prune them.
+
+Layer modules may set two class attributes the runtime reads: ``per_example = True`` when the
+output shape depends on input values or examples cannot be stacked (the network then runs one
+example at a time, ``N == 1``), and ``exportable = False`` when the module cannot be exported to
+ONNX (the network then runs on torch).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -29,19 +50,26 @@ class BuildContext:
     Attributes:
         nd: True for ND networks (exact array mapping), False for legacy rank-5 networks.
         name: Name of the layer being built (for error messages).
+        available: Blobs produced before this layer (nested networks of control-flow layers read them).
+        inputs: The layer's input blob names (their count selects the dynamic variants of some kinds).
     """
 
     nd: bool = True
     name: str = ""
+    available: frozenset[str] = frozenset()
+    inputs: tuple[str, ...] = ()
 
 
 Builder = Callable[[Any, BuildContext], nn.Module]
 LAYERS: dict[str, Builder] = {}
 
-_FAMILIES = (
-    "activation", "conv", "pooling", "normalization", "linear", "softmax", "shape",
-    "elementwise", "mathops", "tensor", "resize", "reduce", "constant",
-)
+#: Layer kinds of NeuralNetwork.proto that mlupdate refuses, with the reason.
+REFUSED: dict[str, str] = {
+    "custom": "a custom layer's computation lives in the app's own Swift/Objective-C class (MLCustomLayer), "
+              "not in the model file, so no runtime outside that app can run it",
+}
+
+_HELPERS = ("common", "weights")  # modules of this package that register no layer kind
 
 
 def register(*kinds: str) -> Callable[[Builder], Builder]:
@@ -70,6 +98,11 @@ def build_layer(layer: Any, ctx: BuildContext) -> nn.Module:
     _load_families()
     kind = layer.WhichOneof("layer")
     builder = LAYERS.get(kind or "")
+    if kind in REFUSED:
+        raise UnsupportedLayerError(
+            f"Layer '{layer.name}' is a {kind} layer, which mlupdate cannot run: {REFUSED[kind]}. Replace it "
+            "with standard layers before conversion."
+        )
     if builder is None:
         raise UnsupportedLayerError(
             f"Layer '{layer.name}' is of type '{kind}', which mlupdate does not support. Supported layer "
@@ -85,6 +118,7 @@ _loaded = False
 def _load_families() -> None:
     global _loaded
     if not _loaded:
-        for fam in _FAMILIES:
-            importlib.import_module(f"mlupdate.layers.{fam}")
+        for info in pkgutil.iter_modules(__path__):
+            if info.name not in _HELPERS and not info.name.startswith("_"):
+                importlib.import_module(f"mlupdate.layers.{info.name}")
         _loaded = True

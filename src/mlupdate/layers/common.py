@@ -53,3 +53,45 @@ def linear_along(x: torch.Tensor, dim: int, grid: np.ndarray) -> torch.Tensor:
 def nearest_along(x: torch.Tensor, dim: int, index: np.ndarray) -> torch.Tensor:
     """Pick whole slices of ``x`` along ``dim`` at integer positions ``index``."""
     return x.index_select(dim, torch.from_numpy(np.asarray(index, dtype=np.int64)).to(x.device))
+
+
+def nd_rank(x: torch.Tensor) -> int:
+    """Core ML rank of a held ND blob (the graph's leading example axis excluded)."""
+    return x.dim() - 1
+
+
+def nd_dim(axis: int, x: torch.Tensor) -> int:
+    """Held dim of Core ML axis ``axis`` (negative counts from the end) of the held ND blob ``x``.
+
+    Raises:
+        IndexError: If ``axis`` is outside ``[-rank, rank)``; the graph reports it with the layer's name.
+    """
+    rank = nd_rank(x)
+    if not -rank <= axis < rank:
+        raise IndexError(f"axis {axis} is out of range for a rank-{rank} input (allowed: {-rank} to {rank - 1})")
+    return axis + 1 if axis >= 0 else axis + rank + 1
+
+
+def nd_dims(axes: Sequence[int], x: torch.Tensor) -> tuple[int, ...]:
+    """Sorted, de-duplicated held dims of Core ML ``axes`` of ``x``."""
+    return tuple(sorted({nd_dim(a, x) for a in axes}))
+
+
+def as_sequence(x: torch.Tensor) -> torch.Tensor:
+    """A held legacy blob as ``[N, Seq, C, H, W]`` (``Seq == 1`` for a rank-4 blob)."""
+    return x.unsqueeze(1) if x.dim() == 4 else x
+
+
+def align(xs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """Held blobs of different ranks made broadcastable: unit axes go after the example axis.
+
+    Core ML broadcasts by aligning trailing axes of the Core ML shapes; torch aligns trailing
+    axes of the held tensors, which would pair one blob's example axis with another's Core ML axis.
+    """
+    rank = max(x.dim() for x in xs)
+    out = []
+    for x in xs:
+        for _ in range(rank - x.dim()):
+            x = x.unsqueeze(1)
+        out.append(x)
+    return tuple(out)

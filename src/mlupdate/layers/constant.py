@@ -38,4 +38,4 @@ def _load_constant(p: Any, ctx: BuildContext) -> nn.Module:
 def _load_constant_nd(p: Any, ctx: BuildContext) -> nn.Module:
     shape = int_list(p.shape)
     data = weight_array(p.data, int(np.prod(shape)), f"LoadConstantND layer '{ctx.name}' data")
-    return LoadConstant(data.reshape(shape))
+    return LoadConstant(data.reshape([1, *shape]))

@@ -12,7 +12,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import int_list
+from mlupdate.layers.common import align, int_list
 from mlupdate.layers.weights import weight_array
 
 
@@ -26,7 +26,7 @@ class Add(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         if len(xs) == 1:
             return xs[0] + self.alpha
-        return reduce(torch.add, xs)
+        return reduce(torch.add, align(xs))
 
 
 class Multiply(nn.Module):
@@ -39,7 +39,7 @@ class Multiply(nn.Module):
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         if len(xs) == 1:
             return xs[0] * self.alpha
-        return reduce(torch.mul, xs)
+        return reduce(torch.mul, align(xs))
 
 
 class Fold(nn.Module):
@@ -50,7 +50,7 @@ class Fold(nn.Module):
         self.fn, self.mean = fn, mean
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        out = reduce(self.fn, xs)
+        out = reduce(self.fn, align(xs))
         return out / len(xs) if self.mean else out
 
 

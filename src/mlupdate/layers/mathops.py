@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mlupdate.layers import BuildContext, register
+from mlupdate.layers.common import align
 
 SQRT, RSQRT, INVERSE, POWER, EXP, LOG, ABS, THRESHOLD = range(8)
 
@@ -118,7 +119,10 @@ class Compare(nn.Module):
         self.fn, self.alpha = fn, alpha
 
     def forward(self, a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fn(a, self.alpha if b is None else b).to(a.dtype)
+        if b is None:
+            return self.fn(a, self.alpha).to(a.dtype)
+        a, b = align((a, b))
+        return self.fn(a, b).to(a.dtype)
 
 
 _COMPARE: dict[str, Callable[[torch.Tensor, Any], torch.Tensor]] = {
@@ -146,7 +150,7 @@ class Logical(nn.Module):
         x = a != 0
         if self.kind == "logicalNot":
             return (~x).to(a.dtype)
-        y = b != 0
+        x, y = align((x, b != 0))
         fn = {"logicalAnd": torch.logical_and, "logicalOr": torch.logical_or, "logicalXor": torch.logical_xor}
         return fn[self.kind](x, y).to(a.dtype)
 
@@ -163,6 +167,7 @@ class Where(nn.Module):
     """``whereBroadcastable``: ``b`` where ``cond`` is non-zero, else ``c``."""
 
     def forward(self, cond: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        cond, b, c = align((cond, b, c))
         return torch.where(cond != 0, b, c)
 
 

@@ -40,7 +40,8 @@ class BatchNorm(nn.Module):
             if self.instance:
                 dims: tuple[int, ...] = (-2, -1)
             else:
-                dims = tuple(d for d in range(x.dim()) if d != x.dim() - 3)
+                # every axis but C and the graph's example axis: examples never share statistics
+                dims = tuple(d for d in range(1, x.dim()) if d != x.dim() - 3)
             mean = x.mean(dim=dims, keepdim=True)
             var = ((x - mean) ** 2).mean(dim=dims, keepdim=True)
             return (x - mean) / torch.sqrt(var + self.eps) * self.gamma.reshape(shape) + self.beta.reshape(shape)
@@ -83,7 +84,7 @@ class L2Normalize(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dims = tuple(range(-min(3, x.dim()), 0))
+        dims = tuple(range(-min(3, x.dim() - 1), 0))
         return x / torch.sqrt((x * x).sum(dim=dims, keepdim=True) + self.eps)
 
 

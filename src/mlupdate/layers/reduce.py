@@ -1,6 +1,7 @@
 """Reductions: ``reduce`` (legacy, over C/H/W/HW/CHW), the ND ``reduce*`` layers, ``argMax``/``argMin``, ``topK``.
 
-ND reductions with ``reduceAll`` reduce every axis but dim 0, which is the batch axis.
+Axes are Core ML axes (the graph's example axis is never reduced). A reduction whose result
+would be rank 0 returns ``[1]``, as Core ML does.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import int_list
+from mlupdate.layers.common import int_list, nd_dim, nd_dims, nd_rank
 
 Reducer = Callable[[torch.Tensor, tuple[int, ...], bool], torch.Tensor]
 
@@ -45,11 +46,9 @@ class Reduce(nn.Module):
         self.kind, self.axes, self.keep, self.all = kind, axes, keep, reduce_all
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.all or not self.axes:
-            dims = tuple(range(1, x.dim())) if x.dim() > 1 else (0,)
-        else:
-            dims = tuple(sorted({a % x.dim() for a in self.axes}))
-        return _ND[self.kind](x, dims, self.keep)
+        dims = tuple(range(1, x.dim())) if self.all or not self.axes else nd_dims(self.axes, x)
+        y = _ND[self.kind](x, dims, self.keep)
+        return y.reshape(x.shape[0], 1) if y.dim() == 1 else y
 
 
 def _nd_builder(kind: str) -> Callable[[Any, BuildContext], nn.Module]:
@@ -110,9 +109,9 @@ class ArgExtreme(nn.Module):
         self.largest, self.axis, self.remove = largest, axis, remove
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keep = not self.remove or x.dim() == 1
+        keep = not self.remove or nd_rank(x) == 1
         fn = torch.argmax if self.largest else torch.argmin
-        return fn(x, dim=self.axis, keepdim=keep).to(x.dtype)
+        return fn(x, dim=nd_dim(self.axis, x), keepdim=keep).to(x.dtype)
 
 
 @register("argMax")
@@ -132,11 +131,26 @@ class TopK(nn.Module):
         super().__init__()
         self.axis, self.k, self.bottom = axis, k, bottom
 
-    def forward(self, x: torch.Tensor, k: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        values, idx = torch.topk(x, self.k, dim=self.axis, largest=not self.bottom, sorted=True)
-        return values, idx.to(x.dtype)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _topk(x, self.k, self.axis, self.bottom)
+
+
+class DynamicTopK(TopK):
+    """``topK`` with K in a second input (the output shape follows the value)."""
+
+    per_example = True
+    exportable = False
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return _topk(x, int(k.reshape(-1)[0]), self.axis, self.bottom)
+
+
+def _topk(x: torch.Tensor, k: int, axis: int, bottom: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    values, idx = torch.topk(x, k, dim=nd_dim(axis, x), largest=not bottom, sorted=True)
+    return values, idx.to(x.dtype)
 
 
 @register("topK")
-def _topk(p: Any, ctx: BuildContext) -> nn.Module:
-    return TopK(int(p.axis), int(p.K), bool(p.useBottomK))
+def _topk_builder(p: Any, ctx: BuildContext) -> nn.Module:
+    cls = DynamicTopK if len(ctx.inputs) > 1 else TopK
+    return cls(int(p.axis), int(p.K), bool(p.useBottomK))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
 from mlupdate.layers.common import float_list, fold, int_list, linear_along, nearest_along
 from mlupdate.layers.conv import border_amounts
@@ -54,6 +55,8 @@ class ConstantPad(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pairs = [(self.amounts[2 * i], self.amounts[2 * i + 1]) for i in range(len(self.amounts) // 2)]
         offset = x.dim() - len(pairs)
+        if offset < 1:
+            raise ValueError(f"{len(pairs)} (start, end) pairs for a rank-{x.dim() - 1} input")
         pad: list[int] = []
         for i in reversed(range(len(pairs))):
             s, e = pairs[i]
@@ -64,9 +67,32 @@ class ConstantPad(nn.Module):
         return F.pad(x, pad, value=self.value)
 
 
+class DynamicConstantPad(nn.Module):
+    """``constantPad`` with the pad amounts in a second input (the output shape follows the values)."""
+
+    per_example = True
+    exportable = False
+
+    def __init__(self, value: float, to_size: bool) -> None:
+        super().__init__()
+        self.value, self.to_size = value, to_size
+
+    def forward(self, x: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
+        values = [int(v) for v in amounts[0].reshape(-1).tolist()]
+        if len(values) % 2 or any(v < 0 for v in values):
+            raise ValueError(f"pad amounts {values} must be non-negative (start, end) pairs")
+        return ConstantPad(self.value, values, self.to_size)(x)
+
+
 @register("constantPad")
 def _constant_pad(p: Any, ctx: BuildContext) -> nn.Module:
-    return ConstantPad(float(p.value), int_list(p.padAmounts), bool(p.padToGivenOutputSizeMode))
+    if len(ctx.inputs) > 1:
+        return DynamicConstantPad(float(p.value), bool(p.padToGivenOutputSizeMode))
+    amounts = int_list(p.padAmounts)
+    if not amounts or len(amounts) % 2 or any(v < 0 for v in amounts):
+        raise SpecError(f"ConstantPad layer '{ctx.name}' has padAmounts {amounts}; Core ML needs non-negative "
+                        "(start, end) pairs.")
+    return ConstantPad(float(p.value), amounts, bool(p.padToGivenOutputSizeMode))
 
 
 def upsample_grid(n_in: int, n_out: int, mode: int) -> np.ndarray:

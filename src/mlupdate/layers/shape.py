@@ -3,21 +3,20 @@
 flatten, flattenTo2D, reshape (legacy), reshapeStatic, reshapeLike, rankPreservingReshape,
 squeeze, expandDims, permute (legacy), transpose, copy.
 
-The batch stays in dim 0 (see the package docstring). In ND networks positive axes index the
-blob directly (the declared rank includes the batch axis); a squeeze never removes dim 0 of a
-tensor of rank > 1, which is the batch axis.
+Axes are Core ML axes; the graph's example axis (dim 0, see the package docstring) is never touched.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from mlupdate.errors import UnsupportedLayerError
+from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import int_list
+from mlupdate.layers.common import as_sequence, int_list, nd_dims, nd_rank
 
 
 class Flatten(nn.Module):
@@ -39,28 +38,20 @@ def _flatten(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class FlattenTo2D(nn.Module):
-    """``flattenTo2D``: ``[d0, .., dn]`` to ``[d0*..*d(axis-1), d(axis)*..*dn]``.
-
-    For ``axis >= 2`` the batch axis (dim 0) is kept apart, giving ``[B, lead, tail]``.
-    """
+    """``flattenTo2D``: Core ML ``[d0, .., dn]`` to ``[d0*..*d(axis-1), d(axis)*..*dn]`` (held ``[N, lead, tail]``)."""
 
     def __init__(self, axis: int) -> None:
         super().__init__()
         self.axis = axis
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        axis = self.axis % x.dim() if self.axis < 0 else self.axis
-        if axis == 0:
-            return x.reshape(1, -1)
-        tail = 1
-        for d in x.shape[axis:]:
-            tail *= int(d)
-        if axis == 1:
-            return x.reshape(-1, tail)
-        lead = 1
-        for d in x.shape[1:axis]:
-            lead *= int(d)
-        return x.reshape(-1, lead, tail)  # dim 0 stays the batch axis: per example this is [lead, tail]
+        rank = nd_rank(x)
+        if not -rank <= self.axis <= rank:
+            raise IndexError(f"axis {self.axis} is out of range for a rank-{rank} input")
+        axis = self.axis + rank if self.axis < 0 else self.axis
+        dims = [int(d) for d in x.shape[1:]]
+        lead = math.prod(dims[:axis])
+        return x.reshape(x.shape[0], lead, math.prod(dims[axis:]))
 
 
 @register("flattenTo2D")
@@ -69,64 +60,67 @@ def _flatten_to_2d(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Reshape(nn.Module):
-    """``reshape`` (legacy): to ``[C, H, W]`` per example, channel-first or channel-last order."""
+    """``reshape`` (legacy): ``[C, H, W]`` per sequence step, or ``[Seq, C, H, W]`` per example.
 
-    def __init__(self, chw: tuple[int, int, int], channel_last: bool) -> None:
+    Channel-last mode reads and writes the values in ``[.., H, W, C]`` order.
+    """
+
+    def __init__(self, shape: tuple[int, ...], channel_last: bool) -> None:
         super().__init__()
-        self.chw = chw
+        self.shape = shape
         self.channel_last = channel_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c, h, w = self.chw
-        if not self.channel_last:
-            return x.reshape((-1, c, h, w))
         n = x.dim()  # positive dims: ONNX export rejects negative perms
-        return x.movedim(n - 3, n - 1).reshape((-1, h, w, c)).permute(0, 3, 1, 2)
+        if len(self.shape) == 3:
+            x = x.movedim(n - 3, n - 1) if self.channel_last else x
+            c, h, w = self.shape
+            y = x.reshape((*x.shape[:-3], h, w, c) if self.channel_last else (*x.shape[:-3], c, h, w))
+            return y.movedim(n - 1, n - 3) if self.channel_last else y
+        x = as_sequence(x)
+        x = x.movedim(2, 4) if self.channel_last else x
+        s, c, h, w = self.shape
+        y = x.reshape((x.shape[0], s, h, w, c) if self.channel_last else (x.shape[0], s, c, h, w))
+        y = y.movedim(4, 2) if self.channel_last else y
+        return y[:, 0] if s == 1 else y
 
 
 @register("reshape")
 def _reshape(p: Any, ctx: BuildContext) -> nn.Module:
     shape = int_list(p.targetShape)
-    if len(shape) == 4:
-        if shape[0] != 1:
-            raise UnsupportedLayerError(
-                f"Reshape layer '{ctx.name}' sets the sequence length to {shape[0]}; mlupdate only runs "
-                "sequence length 1. Reshape to a 3-value target [C, H, W] instead."
-            )
-        shape = shape[1:]
-    if len(shape) != 3:
-        raise UnsupportedLayerError(
-            f"Reshape layer '{ctx.name}' has targetShape {shape}; Core ML needs 3 or 4 values. Fix the model."
+    if len(shape) not in (3, 4) or any(d <= 0 for d in shape):
+        raise SpecError(
+            f"Reshape layer '{ctx.name}' has targetShape {shape}; Core ML needs 3 or 4 positive values "
+            "([C, H, W] or [Seq, C, H, W]). Fix the model."
         )
-    return Reshape((shape[0], shape[1], shape[2]), p.mode == 1)
+    return Reshape(tuple(shape), p.mode == 1)
 
 
 class ReshapeStatic(nn.Module):
-    """``reshapeStatic``: to a fixed shape; a leading 1 is the batch axis and follows the input."""
+    """``reshapeStatic``: to the Core ML shape ``targetShape`` (one ``-1`` may be inferred)."""
 
     def __init__(self, shape: list[int]) -> None:
         super().__init__()
         self.shape = tuple(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.shape and self.shape[0] == 1:
-            rest = self.shape[1:]
-            if -1 in rest:
-                return x.reshape((x.shape[0], *rest))
-            return x.reshape((-1, *rest))
-        return x.reshape(self.shape)
+        return x.reshape((x.shape[0], *self.shape))
 
 
 @register("reshapeStatic")
 def _reshape_static(p: Any, ctx: BuildContext) -> nn.Module:
-    return ReshapeStatic(int_list(p.targetShape))
+    shape = int_list(p.targetShape)
+    if not shape or any(d == 0 or d < -1 for d in shape) or shape.count(-1) > 1:
+        raise SpecError(f"ReshapeStatic layer '{ctx.name}' has targetShape {shape}; Core ML needs positive sizes "
+                        "(at most one -1). Fix the model.")
+    return ReshapeStatic(shape)
 
 
 class ReshapeLike(nn.Module):
     """``reshapeLike``: to the shape of the second input."""
 
     def forward(self, x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        return x.reshape(ref.shape)
+        return x.reshape((x.shape[0], *ref.shape[1:]))
 
 
 @register("reshapeLike")
@@ -142,8 +136,10 @@ class RankPreservingReshape(nn.Module):
         self.shape = shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)]
-        return x.reshape(shape)
+        if len(self.shape) != nd_rank(x):
+            raise ValueError(f"targetShape {self.shape} has {len(self.shape)} values for a rank-{nd_rank(x)} input")
+        shape = [x.shape[i + 1] if s == 0 else s for i, s in enumerate(self.shape)]
+        return x.reshape((x.shape[0], *shape))
 
 
 @register("rankPreservingReshape")
@@ -152,7 +148,7 @@ def _rank_preserving_reshape(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Squeeze(nn.Module):
-    """``squeeze``: drop the given unit axes (or all unit axes), never the batch axis."""
+    """``squeeze``: drop the given unit axes (or every unit axis); a rank-0 result is ``[1]``."""
 
     def __init__(self, axes: list[int], squeeze_all: bool) -> None:
         super().__init__()
@@ -160,17 +156,15 @@ class Squeeze(nn.Module):
         self.all = squeeze_all
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.dim()
         if self.all:
-            dims = [d for d in range(1, n) if int(x.shape[d]) == 1]
+            dims = [d for d in range(1, x.dim()) if int(x.shape[d]) == 1]
         else:
-            dims = sorted({a % n for a in self.axes})
-            dims = [d for d in dims if d != 0 or n == 1]
-        if n - len(dims) < 1 or not dims:
-            return x
-        keep = [x.shape[d] for d in range(n) if d not in dims]
-        keep[0] = -1 if 0 not in dims else keep[0]
-        return x.reshape(keep)
+            dims = list(nd_dims(self.axes, x))
+            bad = [d - 1 for d in dims if int(x.shape[d]) != 1]
+            if bad:
+                raise ValueError(f"squeeze axes {bad} have sizes {[int(x.shape[d + 1]) for d in bad]}, not 1")
+        keep = [int(x.shape[d]) for d in range(1, x.dim()) if d not in dims] or [1]
+        return x.reshape((x.shape[0], *keep))
 
 
 @register("squeeze")
@@ -186,55 +180,54 @@ class ExpandDims(nn.Module):
         self.axes = axes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out_rank = x.dim() + len(self.axes)
-        dims = sorted(a % out_rank for a in self.axes)
-        for d in dims:
-            x = x.unsqueeze(d)
+        out_rank = nd_rank(x) + len(self.axes)
+        if any(not -out_rank <= a < out_rank for a in self.axes):
+            raise IndexError(f"axes {self.axes} are out of range for a rank-{out_rank} output")
+        for d in sorted(a % out_rank for a in self.axes):
+            x = x.unsqueeze(d + 1)
         return x
 
 
 @register("expandDims")
 def _expand_dims(p: Any, ctx: BuildContext) -> nn.Module:
-    return ExpandDims(int_list(p.axes))
+    axes = int_list(p.axes)
+    if not axes:
+        raise SpecError(f"ExpandDims layer '{ctx.name}' has no axes; give at least one.")
+    return ExpandDims(axes)
 
 
 class Permute(nn.Module):
-    """``permute`` (legacy): reorder ``[Seq, C, H, W]`` (batch fixed); Seq must stay 1."""
+    """``permute`` (legacy): reorder ``[Seq, C, H, W]`` of each example."""
 
-    def __init__(self, axes: list[int], name: str) -> None:
+    def __init__(self, axes: list[int]) -> None:
         super().__init__()
-        # blob [B, C, H, W] seen as rank 5 [Seq=1, B, C, H, W]; proto axis i -> rank-5 axis
-        where = [0, 2, 3, 4]
-        self.perm = [where[axes[0]], 1, where[axes[1]], where[axes[2]], where[axes[3]]]
-        self.name = name
+        self.perm = [0, *(a + 1 for a in axes)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.unsqueeze(0).permute(self.perm)
-        if y.shape[0] != 1:
-            raise UnsupportedLayerError(
-                f"Permute layer '{self.name}' moves a dimension of size {y.shape[0]} into the sequence axis; "
-                "mlupdate only runs sequence length 1."
-            )
-        return y[0]
+        y = as_sequence(x).permute(self.perm)
+        return y[:, 0] if y.shape[1] == 1 else y
 
 
 @register("permute")
 def _permute(p: Any, ctx: BuildContext) -> nn.Module:
     axes = int_list(p.axis) or [0, 1, 2, 3]
     if sorted(axes) != [0, 1, 2, 3]:
-        raise UnsupportedLayerError(f"Permute layer '{ctx.name}' has axis {axes}, not a permutation of [0, 1, 2, 3].")
-    return Permute(axes, ctx.name)
+        raise SpecError(f"Permute layer '{ctx.name}' has axis {axes}, not a permutation of [0, 1, 2, 3].")
+    return Permute(axes)
 
 
 class Transpose(nn.Module):
-    """``transpose``: permute all axes."""
+    """``transpose``: permute the Core ML axes."""
 
     def __init__(self, axes: list[int]) -> None:
         super().__init__()
         self.axes = axes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(self.axes)
+        rank = nd_rank(x)
+        if sorted(a % rank for a in self.axes) != list(range(rank)) or len(self.axes) != rank:
+            raise ValueError(f"axes {self.axes} are not a permutation of the {rank} axes of the input")
+        return x.permute([0, *(a % rank + 1 for a in self.axes)])
 
 
 @register("transpose")

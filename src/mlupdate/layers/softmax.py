@@ -8,17 +8,18 @@ import torch
 from torch import nn
 
 from mlupdate.layers import BuildContext, register
+from mlupdate.layers.common import nd_dim
 
 
 class Softmax(nn.Module):
-    """Softmax along one axis; ``log_input`` lets the loss use log-softmax for stability."""
+    """Softmax along one Core ML axis (``axis``; negative counts from the end)."""
 
     def __init__(self, axis: int) -> None:
         super().__init__()
         self.axis = axis
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(x, dim=self.axis)
+        return torch.softmax(x, dim=nd_dim(self.axis, x) if self.axis >= 0 else self.axis)
 
 
 @register("softmax")

@@ -3,40 +3,45 @@
 concat, concatND, split, splitND, slice, sliceStatic, sliceBySize, gather, gatherAlongAxis,
 stack, tile, reverse.
 
-Index inputs arrive as float blobs (Core ML blobs are float) and are cast to integers.
+Index inputs arrive as float blobs (Core ML blobs are float) and are cast to integers. Axes are
+Core ML axes; every example (the graph's leading axis) uses its own indices.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from mlupdate.errors import UnsupportedLayerError
+from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import int_list
+from mlupdate.layers.common import align, as_sequence, int_list, nd_dim, nd_rank
 
 
 class Concat(nn.Module):
-    """``concat`` (axis -3, or -5 with sequenceConcat) and ``concatND`` (explicit axis)."""
+    """``concat`` (legacy: channels, axis -3) and ``concatND`` (a Core ML axis)."""
 
     def __init__(self, axis: int) -> None:
         super().__init__()
         self.axis = axis
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.cat(xs, dim=self.axis)
+        xs = align(xs)
+        return torch.cat(xs, dim=nd_dim(self.axis, xs[0]))
+
+
+class SequenceConcat(nn.Module):
+    """``concat`` with ``sequenceConcat`` (legacy): join along the sequence axis."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([as_sequence(x) for x in xs], dim=1)
 
 
 @register("concat")
 def _concat(p: Any, ctx: BuildContext) -> nn.Module:
-    if p.sequenceConcat and not ctx.nd:
-        raise UnsupportedLayerError(
-            f"Concat layer '{ctx.name}' concatenates along the sequence axis; mlupdate only runs sequence "
-            "length 1 in rank-5 networks. Concatenate channels instead."
-        )
-    return Concat(-5 if p.sequenceConcat else -3)
+    return SequenceConcat() if p.sequenceConcat else Concat(-3)
 
 
 @register("concatND")
@@ -45,16 +50,26 @@ def _concat_nd(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Split(nn.Module):
-    """``split`` (equal parts along axis -3) and ``splitND`` (equal parts or given sizes)."""
+    """``split`` (equal parts along axis -3) and ``splitND`` (given sizes, or ``n`` parts).
+
+    ``n`` parts of an axis of size ``L`` have size ``ceil(L / n)``, the last one what is left
+    (11 in 3 parts: 4, 4, 3), as Core ML splits.
+    """
 
     def __init__(self, axis: int, n: int, sizes: list[int]) -> None:
         super().__init__()
         self.axis, self.n, self.sizes = axis, n, sizes
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self.sizes:
-            return tuple(torch.split(x, self.sizes, dim=self.axis))
-        return tuple(torch.split(x, x.shape[self.axis] // self.n, dim=self.axis))
+        dim = nd_dim(self.axis, x)
+        length = int(x.shape[dim])
+        sizes = self.sizes
+        if not sizes:
+            part = -(-length // self.n)
+            sizes = [min(part, length - i * part) for i in range(self.n)]
+        if sum(sizes) != length or min(sizes) <= 0:
+            raise ValueError(f"split sizes {sizes} do not add up to the axis size {length}")
+        return tuple(torch.split(x, sizes, dim=dim))
 
 
 @register("split")
@@ -94,9 +109,9 @@ def _slice(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class SliceStatic(nn.Module):
-    """``sliceStatic``: numpy-style slicing per axis with begin/end masks, strides and squeeze masks.
+    """``sliceStatic``: numpy-style slicing per Core ML axis with begin/end masks, strides and squeeze masks.
 
-    Slicing ``[0:1]`` of dim 0 (the batch axis of a batched blob) keeps the whole batch.
+    A result whose every axis is squeezed is ``[1]``.
     """
 
     def __init__(self, p: Any) -> None:
@@ -110,26 +125,26 @@ class SliceStatic(nn.Module):
         self.squeeze = [bool(v) for v in p.squeezeMasks] or [False] * n
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.begin) != nd_rank(x):
+            raise ValueError(f"{len(self.begin)} begin ids for a rank-{nd_rank(x)} input")
         squeeze = []
         for d in range(len(self.begin)):
-            s = self.strides[d]
             b = None if self.bmask[d] else self.begin[d]
             e = None if self.emask[d] else self.end[d]
-            if d == 0 and s == 1 and (b is None or b == 0) and (e is None or e >= 1):
-                continue
-            n = int(x.shape[d])
-            idx = range(*slice(b, e, s).indices(n))
+            n = int(x.shape[d + 1])
+            idx = range(*slice(b, e, self.strides[d]).indices(n))
             if idx != range(n):
-                x = take(x, d, idx)
-            if self.squeeze[d] and d > 0:
-                squeeze.append(d)
-        for d in reversed(squeeze):
-            x = x.squeeze(d)
-        return x
+                x = take(x, d + 1, idx)
+            if self.squeeze[d]:
+                squeeze.append(d + 1)
+        keep = [int(x.shape[d]) for d in range(1, x.dim()) if d not in squeeze] or [1]
+        return x.reshape((x.shape[0], *keep)) if squeeze else x
 
 
 @register("sliceStatic")
 def _slice_static(p: Any, ctx: BuildContext) -> nn.Module:
+    if any(s == 0 for s in p.strides):
+        raise SpecError(f"SliceStatic layer '{ctx.name}' has a stride of 0; strides must be non-zero.")
     return SliceStatic(p)
 
 
@@ -141,11 +156,15 @@ class SliceBySize(nn.Module):
         self.axis, self.size = axis, size
 
     def forward(self, x: torch.Tensor, begin: torch.Tensor) -> torch.Tensor:
-        n = x.shape[self.axis]
-        start = begin.reshape(-1)[:1].long()
+        dim = nd_dim(self.axis, x)
+        n = x.shape[dim]
+        start = begin.reshape(begin.shape[0], -1)[:, :1].long()  # one begin per example
         start = torch.where(start < 0, start + n, start)
-        idx = start + torch.arange(self.size, dtype=torch.long, device=x.device)
-        return x.index_select(self.axis, idx)
+        idx = start + torch.arange(self.size, dtype=torch.long, device=x.device)  # [N, size]
+        moved = x.movedim(dim, 1)
+        idx = idx.reshape((idx.shape[0], self.size) + (1,) * (moved.dim() - 2)).expand(
+            (moved.shape[0], self.size, *moved.shape[2:]))
+        return torch.gather(moved, 1, idx).movedim(1, dim)
 
 
 @register("sliceBySize")
@@ -154,19 +173,25 @@ def _slice_by_size(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Gather(nn.Module):
-    """``gather``: ``data`` indexed along ``axis`` by ``indices`` (any rank; negative indices allowed)."""
+    """``gather``: each example's ``data`` indexed along ``axis`` by its ``indices`` (negative allowed).
+
+    Core ML shape: ``data.shape[:axis] + indices.shape + data.shape[axis + 1:]``.
+    """
 
     def __init__(self, axis: int) -> None:
         super().__init__()
         self.axis = axis
 
     def forward(self, data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        axis = self.axis % data.dim()
-        n = data.shape[axis]
+        dim = nd_dim(self.axis, data)
+        pre, length, post = data.shape[1:dim], data.shape[dim], data.shape[dim + 1:]
+        n, p, q = data.shape[0], math.prod(pre), math.prod(post)
         idx = indices.long()
-        idx = torch.where(idx < 0, idx + n, idx)
-        out = data.index_select(axis, idx.reshape(-1))
-        return out.reshape((*data.shape[:axis], *idx.shape, *data.shape[axis + 1:]))
+        idx = torch.where(idx < 0, idx + length, idx)
+        m = math.prod(idx.shape[1:])
+        flat = idx.reshape(idx.shape[0], 1, m, 1).expand(n, p, m, q)
+        out = torch.gather(data.reshape(n, p, length, q), 2, flat)
+        return out.reshape((n, *pre, *idx.shape[1:], *post))
 
 
 @register("gather")
@@ -175,16 +200,17 @@ def _gather(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class GatherAlongAxis(nn.Module):
-    """``gatherAlongAxis``: ``torch.gather`` semantics (negative indices allowed)."""
+    """``gatherAlongAxis``: ``torch.gather`` semantics per example (negative indices allowed)."""
 
     def __init__(self, axis: int) -> None:
         super().__init__()
         self.axis = axis
 
     def forward(self, data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        dim = nd_dim(self.axis, data)
         idx = indices.long()
-        idx = torch.where(idx < 0, idx + data.shape[self.axis], idx)
-        return torch.gather(data, self.axis, idx)
+        idx = torch.where(idx < 0, idx + data.shape[dim], idx)
+        return torch.gather(data, dim, idx)
 
 
 @register("gatherAlongAxis")
@@ -193,14 +219,14 @@ def _gather_along_axis(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Stack(nn.Module):
-    """``stack``: join inputs along a new axis."""
+    """``stack``: join inputs along a new Core ML axis."""
 
     def __init__(self, axis: int) -> None:
         super().__init__()
         self.axis = axis
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        return torch.stack(xs, dim=self.axis)
+        return torch.stack(xs, dim=self.axis + 1 if self.axis >= 0 else self.axis)
 
 
 @register("stack")
@@ -209,24 +235,40 @@ def _stack(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Tile(nn.Module):
-    """``tile``: repeat the input ``reps`` times per axis."""
+    """``tile``: repeat the input ``reps`` times per Core ML axis."""
 
     def __init__(self, reps: list[int]) -> None:
         super().__init__()
         self.reps = reps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.repeat(self.reps) if len(self.reps) == x.dim() else x.repeat(
-            [1] * (x.dim() - len(self.reps)) + self.reps)
+        if len(self.reps) != nd_rank(x):
+            raise ValueError(f"{len(self.reps)} reps for a rank-{nd_rank(x)} input")
+        return x.repeat([1, *self.reps])
+
+
+class DynamicTile(nn.Module):
+    """``tile`` with the reps in a second input (the output shape follows the values)."""
+
+    per_example = True
+    exportable = False
+
+    def forward(self, x: torch.Tensor, reps: torch.Tensor) -> torch.Tensor:
+        return Tile([int(r) for r in reps[0].reshape(-1).tolist()])(x)
 
 
 @register("tile")
 def _tile(p: Any, ctx: BuildContext) -> nn.Module:
-    return Tile(int_list(p.reps))
+    if len(ctx.inputs) > 1:
+        return DynamicTile()
+    reps = int_list(p.reps)
+    if not reps or any(r <= 0 for r in reps):
+        raise SpecError(f"Tile layer '{ctx.name}' has reps {reps}; give one positive rep per axis.")
+    return Tile(reps)
 
 
 class Reverse(nn.Module):
-    """``reverse``: flip the axes whose ``reverseDim`` is true."""
+    """``reverse``: flip the Core ML axes whose ``reverseDim`` is true."""
 
     def __init__(self, dims: list[int]) -> None:
         super().__init__()
@@ -238,4 +280,4 @@ class Reverse(nn.Module):
 
 @register("reverse")
 def _reverse(p: Any, ctx: BuildContext) -> nn.Module:
-    return Reverse([i for i, v in enumerate(p.reverseDim) if v])
+    return Reverse([i + 1 for i, v in enumerate(p.reverseDim) if v])

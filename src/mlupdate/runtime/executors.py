@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlupdate.errors import ExportError, ParameterError
+from mlupdate.errors import Error, ExportError, LayerError, ParameterError
 from mlupdate.graph import Graph
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
 EXECUTORS = ("auto", "onnxruntime", "torch")
-_EXPORT_VERSION = "1"
+_EXPORT_VERSION = "2"
 
 
 class TorchExecutor:
@@ -60,14 +60,31 @@ class OnnxExecutor:
             raise ExportError(f"onnxruntime cannot load the exported graph: {exc}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.onnx_bytes = data
+        self.graph = graph
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Run on numpy inputs; returns numpy outputs."""
+        """Run on numpy inputs; returns numpy outputs.
+
+        Raises:
+            LayerError: If onnxruntime fails; the graph is re-run in torch to name the failing layer.
+        """
         # the exporter drops inputs the graph reads only for their (static) shape, e.g. crop's reference
         wanted = set(self.input_names)
         feeds = {f"in{i}": np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)
                  if f"in{i}" in wanted}
-        return self.session.run(None, feeds)
+        try:
+            return self.session.run(None, feeds)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            failure = exc
+        try:
+            TorchExecutor(self.graph).run(arrays)
+        except Error:
+            raise
+        shapes = ", ".join(str(list(a.shape[1:])) for a in arrays)
+        raise LayerError(
+            f"onnxruntime could not run the network on inputs of shapes (per example) {shapes}: {failure}. "
+            "Check the inputs against the model's description, or load with executor='torch'."
+        ) from failure
 
 
 def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_hw: tuple[int, ...] = ()) -> bytes:
@@ -128,13 +145,15 @@ def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: 
 
 def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
                   cache_key: str | None = None, executor: str = "auto",
-                  dynamic_hw: tuple[int, ...] = ()) -> TorchExecutor | OnnxExecutor:
+                  dynamic_hw: tuple[int, ...] = (), exportable: bool = True) -> TorchExecutor | OnnxExecutor:
     """Choose the executor for ``compute_units``.
 
     ``cpu_and_gpu`` and ``all`` run the torch graph on CUDA when torch sees a GPU; otherwise
     (and always for ``cpu_only``) the ONNX export runs on onnxruntime, falling back to torch
     with a warning for graphs that do not export. ``executor="torch"`` or ``"onnxruntime"``
     forces one (for comparisons and debugging). ``dynamic_hw``: inputs with flexible image sizes.
+    ``exportable=False`` (a layer that ONNX cannot express: control flow, random, value-dependent
+    shapes) runs the torch graph, also when onnxruntime was asked for.
 
     Raises:
         ParameterError: For an unknown ``compute_units`` or ``executor``.
@@ -144,8 +163,8 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
     if executor not in EXECUTORS:
         raise ParameterError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}.")
     gpu = compute_units != "cpu_only" and torch.cuda.is_available()
-    if executor == "torch" or (executor == "auto" and gpu):
-        return TorchExecutor(graph, "cuda" if gpu else "cpu")
+    if executor == "torch" or (executor == "auto" and gpu) or not exportable:
+        return TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu")
     if executor == "onnxruntime":
         return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw)
     try:

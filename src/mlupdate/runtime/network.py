@@ -8,14 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlupdate.errors import FeatureError, SpecError
-from mlupdate.features.arrays import check_array, to_blob
+from mlupdate.errors import FeatureError, SpecError, UnsupportedModelError
+from mlupdate.features.arrays import check_array, image_blob, to_blob
 from mlupdate.graph import Graph, Preprocess, compile_layers
 from mlupdate.runtime.executors import make_executor
 from mlupdate.spec.description import Description, FeatureDescription
 
 NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 EXACT_ARRAY_MAPPING = 1
+RANK4_IMAGE_MAPPING = 1
+_OUTPUT_DTYPES = {"float64": np.float64, "int32": np.int32, "float16": np.float16}
 
 
 def network_of(spec: Any) -> Any:
@@ -39,7 +41,9 @@ class NetworkProgram:
         self.desc = Description.from_spec(spec)
         nn_msg = network_of(spec)
         self.nd = nn_msg.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
+        self.rank4_images = nn_msg.imageInputShapeMapping == RANK4_IMAGE_MAPPING
         self.inputs = list(self.desc.inputs.values())
+        self._check_input_ranks()
         nodes, modules = compile_layers(nn_msg.layers, [f.name for f in self.inputs], self.nd)
         self.prob_blob = self._probability_blob(nn_msg)
         blobs = [o for o in self.desc.outputs
@@ -54,12 +58,15 @@ class NetworkProgram:
                     "layer writes, or add the missing layer."
                 )
         self.output_blobs = blobs
-        self.batched = all(self._batchable(f) for f in self.inputs)
         self.graph = Graph(nodes, modules, [f.name for f in self.inputs], blobs, self._preprocessing(nn_msg))
         self.graph.eval()
+        used = [self.graph.layers[n.key] for n in self.graph.nodes]
+        # examples stack along the graph's own leading axis unless a layer's shapes depend on values
+        self.batched = not any(getattr(m, "per_example", False) for m in used)
+        exportable = all(getattr(m, "exportable", True) for m in used)
         flexible = tuple(i for i, f in enumerate(self.inputs) if f.image_constraint and f.image_constraint.flexible)
         self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key,
-                                      executor, flexible)
+                                      executor, flexible, exportable)
 
     # -- interface -----------------------------------------------------------------------------
     def _probability_blob(self, nn_msg: Any) -> str | None:
@@ -75,10 +82,16 @@ class NetworkProgram:
             raise SpecError("The classifier has no layers; add at least one layer producing class scores.")
         return nn_msg.layers[-1].output[0]
 
-    def _batchable(self, fd: FeatureDescription) -> bool:
-        if not self.nd or fd.type == "image":
-            return True
-        return bool(fd.shape) and fd.shape[0] == 1
+    def _check_input_ranks(self) -> None:
+        if self.nd:
+            return
+        for f in self.inputs:
+            if f.type == "multiArray" and len(f.shape) == 5 and f.shape[1] != 1:
+                raise UnsupportedModelError(
+                    f"Input '{f.name}' declares a rank-5 shape {list(f.shape)} with batch {f.shape[1]}; mlupdate "
+                    "runs legacy networks with batch 1 per example. Declare the input with batch 1 and pass "
+                    "examples to predict_batch instead."
+                )
 
     def _preprocessing(self, nn_msg: Any) -> dict[str, torch.nn.Module]:
         images = [f for f in self.inputs if f.type == "image"]
@@ -102,29 +115,25 @@ class NetworkProgram:
         return out
 
     def sample_inputs(self, batch: int = 1) -> list[np.ndarray]:
-        """Zero inputs of the right shapes (for export and checks)."""
+        """Zero inputs of the right shapes, ``batch`` examples (for export and checks)."""
         arrays = []
         for f in self.inputs:
             if f.type == "image":
                 c = f.image_constraint
-                one = np.zeros((c.channels, c.height, c.width), np.float32)
-                one = one if self.batched else one[None]
+                one = image_blob(np.zeros((c.channels, c.height, c.width), np.float32), self.nd, self.rank4_images)
             else:
-                one = np.zeros(f.shape or (1,), np.float32)
-                one = to_blob(one, self.nd) if self.batched else one
-            arrays.append(np.stack([one] * batch) if self.batched else one)
+                one = to_blob(np.zeros(f.shape or (1,), np.float32), self.nd)
+            arrays.append(np.stack([one] * batch))
         return arrays
 
     # -- features ------------------------------------------------------------------------------
     def encode(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[np.ndarray]:
         """Turn feature dictionaries into the graph's input arrays (batch first when batched)."""
         rows = [self.encode_row(ex, crop_and_scale) for ex in examples]
-        if not self.batched:
-            return rows[0]
         return [np.stack([r[k] for r in rows]) for k in range(len(self.inputs))]
 
     def encode_row(self, example: dict[str, Any], crop_and_scale: str) -> list[np.ndarray]:
-        """One example's input blobs, without the batch axis."""
+        """One example's input blobs, without the graph's leading example axis."""
         row = []
         for f in self.inputs:
             if f.name not in example:
@@ -138,14 +147,12 @@ class NetworkProgram:
         return row
 
     def encode_one(self, f: FeatureDescription, value: Any, crop_and_scale: str) -> np.ndarray:
-        """One feature value as the network blob: without the batch axis when batched, else as declared."""
+        """One feature value as the network holds it, without the graph's leading example axis."""
         if f.type == "image":
             c = f.image_constraint
-            arr = c.to_array(c.prepare(value, crop_and_scale))
-            return arr if self.batched else arr[None]
+            return image_blob(c.to_array(c.prepare(value, crop_and_scale)), self.nd, self.rank4_images)
         if f.type == "multiArray":
-            arr = check_array(value, f)
-            return to_blob(arr, self.nd) if self.batched else arr
+            return to_blob(check_array(value, f), self.nd)
         raise FeatureError(f"Input '{f.name}' is of type {f.type}, which neural networks do not take.")
 
     # -- running -------------------------------------------------------------------------------
@@ -154,43 +161,45 @@ class NetworkProgram:
         outs = self.executor.run(arrays)
         return dict(zip(self.output_blobs, outs, strict=True))
 
-    def decode(self, blobs: dict[str, np.ndarray], index: int | None) -> dict[str, Any]:
-        """Core ML results of example ``index`` (None when unbatched)."""
+    def decode(self, blobs: dict[str, np.ndarray], index: int) -> dict[str, Any]:
+        """Core ML results of example ``index`` of a run."""
         result: dict[str, Any] = {}
         for name, fd in self.desc.outputs.items():
             if name in (self.desc.predicted_feature_name, self.desc.predicted_probabilities_name):
                 continue
-            arr = blobs[name] if index is None else blobs[name][index]
-            result[name] = _declared(arr, fd.shape, self.nd and self.batched)
+            result[name] = self._declared(blobs[name][index], fd)
         if self.prob_blob:
-            probs = (blobs[self.prob_blob] if index is None else blobs[self.prob_blob][index]).reshape(-1)
-            result.update(classifier_outputs(self.desc, probs))
+            result.update(classifier_outputs(self.desc, blobs[self.prob_blob][index].reshape(-1)))
         return result
 
+    def _declared(self, arr: np.ndarray, fd: FeatureDescription) -> np.ndarray:
+        """One example's output blob as Core ML returns it: the declared shape and data type.
+
+        ND blobs already have their Core ML shape. A legacy blob ``[C, H, W]`` (or ``[Seq, C, H, W]``)
+        takes the declared shape when its size matches, else ``[Seq, 1, C, H, W]`` for ``Seq > 1``.
+        """
+        if fd.shape and arr.size == int(np.prod(fd.shape)) and not self.nd:
+            arr = arr.reshape(fd.shape)
+        elif not self.nd and arr.ndim == 4:
+            arr = arr[:, None]
+        dtype = _OUTPUT_DTYPES.get(fd.dtype or "")
+        return arr.astype(dtype) if dtype is not None else arr
+
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example; one batched forward pass when the network allows it."""
-        if self.batched:
-            # Flexible image sizes: one forward pass per group of examples whose blobs share shapes.
-            rows = [self.encode_row(ex, crop_and_scale) for ex in examples]
-            groups: dict[tuple[tuple[int, ...], ...], list[int]] = {}
-            for i, row in enumerate(rows):
-                groups.setdefault(tuple(a.shape for a in row), []).append(i)
-            results: list[dict[str, Any]] = [{} for _ in examples]
-            for idx in groups.values():
-                blobs = self.run([np.stack([rows[i][k] for i in idx]) if len(idx) > 1 else rows[idx[0]][k][None]
-                                  for k in range(len(self.inputs))])
-                for j, i in enumerate(idx):
-                    results[i] = self.decode(blobs, j)
-            return results
-        return [self.decode(self.run(self.encode([ex], crop_and_scale)), None) for ex in examples]
+        """Predict every example: one forward pass per group of examples whose blobs share shapes.
 
-
-def _declared(arr: np.ndarray, shape: tuple[int, ...], had_batch_axis: bool) -> np.ndarray:
-    if had_batch_axis:
-        arr = arr[None]
-    if shape and arr.size == int(np.prod(shape)):
-        return arr.reshape(shape)
-    return arr
+        Networks with a layer whose shapes depend on values run one example at a time.
+        """
+        rows = [self.encode_row(ex, crop_and_scale) for ex in examples]
+        groups: dict[Any, list[int]] = {}
+        for i, row in enumerate(rows):
+            groups.setdefault(tuple(a.shape for a in row) if self.batched else i, []).append(i)
+        results: list[dict[str, Any]] = [{} for _ in examples]
+        for idx in groups.values():
+            blobs = self.run([np.stack([rows[i][k] for i in idx]) for k in range(len(self.inputs))])
+            for j, i in enumerate(idx):
+                results[i] = self.decode(blobs, j)
+        return results
 
 
 def classifier_outputs(desc: Description, probs: np.ndarray) -> dict[str, Any]:

@@ -81,6 +81,7 @@ def loss_of(nn_msg: Any, graph: Graph, desc: Any, training_inputs: dict[str, Any
                 "Core ML's categorical cross-entropy needs a softmax output; re-author the loss."
             )
         axis = -3 if node.kind == "softmax" else int(graph.layers[node.key].axis)
+        axis = axis + 1 if axis >= 0 else axis  # a Core ML axis; the graph's example axis comes first
         labels = tuple(desc.class_labels or ())
         pf = desc.predicted_feature_name
         if labels and pf and pf in training_inputs:
