@@ -16,6 +16,11 @@ def check_array(value: Any, fd: FeatureDescription) -> np.ndarray:
     Raises:
         FeatureError: If the value is not numeric or its shape does not match.
     """
+    if type(value).__module__.startswith("PIL."):
+        raise FeatureError(
+            f"Input '{fd.name}' is a multiarray of shape {fd.shape_text()}, but an image was passed. Convert the "
+            "image to an array with the model's own preprocessing (numpy.asarray, scaling, channel order) first."
+        )
     try:
         arr = np.asarray(value)
     except Exception:  # noqa: BLE001 - any conversion failure is the user's input
@@ -26,19 +31,18 @@ def check_array(value: Any, fd: FeatureDescription) -> np.ndarray:
             f"{type(value).__name__}. Pass a numpy array."
         )
     want = tuple(fd.shape)
-    if want and arr.shape != want:
-        if arr.size == int(np.prod(want)) and _squeezed(arr.shape) == _squeezed(want):
-            arr = arr.reshape(want)
-        else:
+    if fd.flexible:
+        if not fd.accepts_shape(arr.shape):
             raise FeatureError(
-                f"Input '{fd.name}' has shape {list(arr.shape)} but the model expects {list(want)}. "
-                "Reshape the array (numpy's reshape) to the declared shape."
+                f"Input '{fd.name}' has shape {list(arr.shape)} but the model accepts {fd.shape_text()}. "
+                "Reshape the array to one of the accepted shapes."
             )
+    elif want and arr.shape != want:
+        raise FeatureError(
+            f"Input '{fd.name}' has shape {list(arr.shape)} but the model expects {list(want)} (Core ML checks "
+            "the rank too). Reshape the array (numpy's reshape) to the declared shape."
+        )
     return arr.astype(np.float32, copy=False)
-
-
-def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(d for d in shape if d != 1)
 
 
 def to_blob(arr: np.ndarray, nd: bool) -> np.ndarray:

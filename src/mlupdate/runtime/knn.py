@@ -119,13 +119,20 @@ class KNNProgram:
 
     # -- program interface ---------------------------------------------------------------------
     def encode(self, examples: Sequence[dict[str, Any]]) -> np.ndarray:
-        """The query vectors ``[B, dimensions]`` of the examples."""
+        """The query vectors ``[B, dimensions]`` of the examples.
+
+        A k-NN reads its input as a vector: any array of ``dimensions`` values is taken (a network
+        stage before it in a pipeline may hand it ``[1, d]``).
+        """
         name = self.input.name
         rows = []
         for ex in examples:
             if name not in ex:
                 raise FeatureError(f"Missing input '{name}' ({self.input}). Pass a vector of {self.dimensions} values.")
-            rows.append(check_array(ex[name], self.input).reshape(-1))
+            value = ex[name]
+            if isinstance(value, np.ndarray) and value.size == self.dimensions:
+                value = value.reshape(self.input.shape or (-1,))
+            rows.append(check_array(value, self.input).reshape(-1))
         return np.stack(rows).astype(np.float64)
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:

@@ -63,7 +63,8 @@ class NetworkProgram:
         used = [self.graph.layers[n.key] for n in self.graph.nodes]
         # examples stack along the graph's own leading axis unless a layer's shapes depend on values
         self.batched = not any(getattr(m, "per_example", False) for m in used)
-        exportable = all(getattr(m, "exportable", True) for m in used)
+        # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
+        exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
         flexible = tuple(i for i, f in enumerate(self.inputs) if f.image_constraint and f.image_constraint.flexible)
         self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key,
                                       executor, flexible, exportable)

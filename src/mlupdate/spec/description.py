@@ -23,6 +23,9 @@ class FeatureDescription:
         image_constraint: Size and colour space for image features.
         short_description: Free text from the model.
         optional: Whether the feature may be omitted.
+        enumerated_shapes: The shapes a flexible multiarray may take (``enumeratedShapes``).
+        shape_ranges: ``(lower, upper)`` per axis of a flexible multiarray (``shapeRange``; upper
+            ``-1`` is unbounded).
     """
 
     name: str
@@ -32,6 +35,8 @@ class FeatureDescription:
     image_constraint: ImageConstraint | None = None
     short_description: str = ""
     optional: bool = False
+    enumerated_shapes: tuple[tuple[int, ...], ...] = ()
+    shape_ranges: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def from_proto(cls, fd: Any) -> FeatureDescription:
@@ -43,21 +48,50 @@ class FeatureDescription:
         shape: tuple[int, ...] = ()
         dtype = None
         constraint = None
+        enumerated: tuple[tuple[int, ...], ...] = ()
+        ranges: tuple[tuple[int, int], ...] = ()
         if kind == "multiArray":
             ma = fd.type.multiArrayType
             shape = tuple(int(s) for s in ma.shape)
             dtype = _ARRAY_DTYPES.get(ma.dataType, "float32")
+            flex = ma.WhichOneof("ShapeFlexibility")
+            if flex == "enumeratedShapes":
+                enumerated = tuple(tuple(int(d) for d in s.shape) for s in ma.enumeratedShapes.shapes)
+            elif flex == "shapeRange":
+                ranges = tuple((int(r.lowerBound), int(r.upperBound)) for r in ma.shapeRange.sizeRanges)
         elif kind == "image":
             constraint = ImageConstraint.from_proto(fd.type.imageType)
         elif kind == "dictionary":
             dtype = "int64" if fd.type.dictionaryType.WhichOneof("KeyType") == "int64KeyType" else "str"
-        return cls(fd.name, kind, shape, dtype, constraint, fd.shortDescription, fd.type.isOptional)
+        return cls(fd.name, kind, shape, dtype, constraint, fd.shortDescription, fd.type.isOptional, enumerated,
+                   ranges)
+
+    @property
+    def flexible(self) -> bool:
+        """Whether a multiarray feature accepts shapes other than its default ``shape``."""
+        return bool(self.enumerated_shapes or self.shape_ranges)
+
+    def accepts_shape(self, shape: tuple[int, ...]) -> bool:
+        """Whether a multiarray of ``shape`` fits the declared shape or its flexibility."""
+        if shape == self.shape or shape in self.enumerated_shapes:
+            return True
+        return len(shape) == len(self.shape_ranges) > 0 and all(
+            lo <= d and (hi < 0 or d <= hi) for d, (lo, hi) in zip(shape, self.shape_ranges, strict=True))
+
+    def shape_text(self) -> str:
+        """The declared shape and its flexibility, e.g. ``[1, 3] or [2, 3]`` or ``[1..4, 3]``."""
+        if self.enumerated_shapes:
+            return " or ".join(str(list(s)) for s in self.enumerated_shapes)
+        if self.shape_ranges:
+            return "[" + ", ".join(f"{lo}..{'' if hi < 0 else hi}" if lo != hi else str(lo)
+                                   for lo, hi in self.shape_ranges) + "]"
+        return str(list(self.shape))
 
     def __str__(self) -> str:
         if self.type == "image" and self.image_constraint is not None:
             return f"{self.name}: {self.image_constraint}"
         if self.type == "multiArray":
-            return f"{self.name}: MultiArray({self.dtype}, {list(self.shape)})"
+            return f"{self.name}: MultiArray({self.dtype}, {self.shape_text()})"
         if self.type == "dictionary":
             return f"{self.name}: Dictionary({self.dtype} -> float)"
         return f"{self.name}: {self.type}"

@@ -1,0 +1,58 @@
+"""Flexible multiarray inputs (enumerated shapes, shape ranges) and Core ML's strict input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import mlupdate
+from tests.unit.test_layers_base import builder, save
+
+
+def _model(tmp_path, flex):
+    b = builder([("x", (2, 3))], ("y",), nd=True)
+    b.add_reduce_sum("r", "x", "y", axes=[-1], keepdims=False)
+    flex(b.spec)
+    return mlupdate.load(save(b, tmp_path))
+
+
+def test_enumerated_shapes_are_accepted_and_others_refused(tmp_path):
+    def flex(spec):
+        for shape in ((2, 3), (4, 3), (1, 5)):
+            spec.description.input[0].type.multiArrayType.enumeratedShapes.shapes.add().shape.extend(shape)
+
+    model = _model(tmp_path, flex)
+    assert "[2, 3] or [4, 3] or [1, 5]" in str(model.description.inputs["x"])
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    z = np.arange(5, dtype=np.float32).reshape(1, 5)
+    got = model.predict_batch([{"x": x}, {"x": z}])
+    np.testing.assert_allclose(got[0]["y"], x.sum(-1))
+    np.testing.assert_allclose(got[1]["y"], z.sum(-1))
+    with pytest.raises(mlupdate.FeatureError, match=r"\[3, 3\]"):
+        model.predict({"x": np.ones((3, 3), np.float32)})
+
+
+def test_shape_ranges_are_checked_per_axis(tmp_path):
+    def flex(spec):  # the proto's fields set directly: axis 0 in 1..4, axis 1 at least 3
+        for lo, hi in ((1, 4), (3, -1)):
+            size = spec.description.input[0].type.multiArrayType.shapeRange.sizeRanges.add()
+            size.lowerBound, size.upperBound = lo, hi
+
+    model = _model(tmp_path, flex)
+    assert "[1..4, 3..]" in str(model.description.inputs["x"])
+    x = np.arange(21, dtype=np.float32).reshape(3, 7)
+    np.testing.assert_allclose(model.predict({"x": x})["y"], x.sum(-1))
+    for bad in ((5, 3), (2, 2), (2, 3, 1)):
+        with pytest.raises(mlupdate.FeatureError):
+            model.predict({"x": np.ones(bad, np.float32)})
+
+
+def test_a_wrong_rank_and_an_image_are_refused_for_an_array_input(tmp_path):
+    b = builder([("x", (1, 4, 4))], ("y",), nd=True)
+    b.add_activation("a", "RELU", "x", "y")
+    model = mlupdate.load(save(b, tmp_path))
+    with pytest.raises(mlupdate.FeatureError, match="rank"):
+        model.predict({"x": np.ones((4, 4), np.float32)})
+    with pytest.raises(mlupdate.FeatureError, match="image"):
+        model.predict({"x": Image.new("L", (4, 4))})
