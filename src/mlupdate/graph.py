@@ -68,6 +68,7 @@ class Graph(nn.Module):
         self.preprocess = nn.ModuleDict({self._pre_names[k]: v for k, v in (preprocess or {}).items()})
         self.input_names = tuple(inputs)
         self.output_names = tuple(outputs)
+        self.all_nodes = tuple(nodes)  # every compiled layer, also those no output of this graph needs
         self.nodes = tuple(_prune(nodes, self.input_names, self.output_names))
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -83,7 +84,7 @@ class Graph(nn.Module):
     def subgraph(self, inputs: Sequence[str], outputs: Sequence[str], with_preprocess: bool = True) -> Graph:
         """A graph over the same modules computing ``outputs`` from ``inputs``."""
         pre = {n: self.preprocess[k] for n, k in self._pre_names.items() if with_preprocess and n in inputs}
-        return Graph(self.nodes, self.layers, inputs, outputs, pre)
+        return Graph(self.all_nodes, self.layers, inputs, outputs, pre)
 
     def node(self, name: str) -> Node:
         """The node of the layer called ``name``."""

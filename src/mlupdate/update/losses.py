@@ -74,14 +74,14 @@ def loss_of(nn_msg: Any, graph: Graph, desc: Any, training_inputs: dict[str, Any
     kind = layer.WhichOneof("LossLayerType")
     if kind == "categoricalCrossEntropyLossLayer":
         p = layer.categoricalCrossEntropyLossLayer
-        node = next((n for n in graph.nodes if p.input in n.outputs), None)
-        if node is None or node.kind not in ("softmax", "softmaxND"):
+        node = next((n for n in graph.all_nodes if p.input in n.outputs), None)
+        if node is None or node.kind != "softmax":
             raise NotUpdatableError(
                 f"Loss layer '{layer.name}' reads '{p.input}', which is not the output of a softmax layer. "
-                "Core ML's categorical cross-entropy needs a softmax output; re-author the loss."
+                "Core ML's categorical cross-entropy needs a softmax (not softmaxND) output; re-author the loss "
+                "(mlupdate make-updatable rewrites a final softmaxND as softmax)."
             )
-        axis = -3 if node.kind == "softmax" else int(graph.layers[node.key].axis)
-        axis = axis + 1 if axis >= 0 else axis  # a Core ML axis; the graph's example axis comes first
+        axis = -3  # softmax normalizes the channel axis
         labels = tuple(desc.class_labels or ())
         pf = desc.predicted_feature_name
         if labels and pf and pf in training_inputs:

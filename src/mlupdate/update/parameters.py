@@ -82,6 +82,12 @@ def resolve(spec: Any, configuration: Mapping[str, Any] | None, parameters: Mapp
     values = {k: d.default for k, d in descs.items()}
     values.update(check_overrides(descs, config.get("parameters"), "configuration['parameters']"))
     values.update(check_overrides(descs, parameters, "parameters"))
+    for key in ("epochs", "mini_batch_size", "number_of_neighbors"):
+        if key in values and values[key] is not None and int(values[key]) <= 0:
+            raise ParameterError(
+                f"Parameter '{key}' is {values[key]}; it must be a positive integer (Core ML's validator refuses "
+                "the model otherwise). Set it in the model (mlupdate make-updatable) or pass parameters=..."
+            )
     units = config.get("compute_units", default_compute_units)
     if units not in COMPUTE_UNITS:
         raise ParameterError(f"compute_units={units!r} is not one of {', '.join(COMPUTE_UNITS)}.")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlupdate.errors import Error, ParameterError, UpdateError
+from mlupdate.errors import Error, NotUpdatableError, ParameterError, UpdateError
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import resolve_spec, write_spec
 from mlupdate.spec.validate import check_model_type
@@ -136,6 +136,23 @@ def _make_job(spec: Any, values: dict[str, Any], units: str, crop: str, examples
     return PipelineUpdate(spec, values, units, crop, examples, frozen_cache)
 
 
+def refuse_invalid(spec: Any) -> None:
+    """Refuse a model that Core ML's validator would not compile as updatable (lint's errors).
+
+    Raises:
+        NotUpdatableError: Listing every error lint finds.
+    """
+    from mlupdate.authoring.lint import lint
+
+    errors = [p for p in lint(spec) if p.severity == "error"]
+    if spec.isUpdatable and errors:
+        listed = "\n".join(f"  - {p.message}" for p in errors)
+        raise NotUpdatableError(
+            f"Core ML would refuse to compile this model as updatable ({len(errors)} problem(s)):\n{listed}\n"
+            "Fix them (mlupdate lint shows the same list; mlupdate make-updatable repairs most)."
+        )
+
+
 class UpdateTask:
     """Update (retrain) a Core ML model on examples, as Core ML's ``MLUpdateTask``.
 
@@ -164,6 +181,7 @@ class UpdateTask:
                  parameters: Mapping[str, Any] | None = None, progress_handlers: ProgressHandlers | None = None,
                  completion_handler: Handler | None = None, _frozen_cache: bool = True) -> None:
         spec = resolve_spec(model_or_path)
+        refuse_invalid(spec)
         units = getattr(model_or_path, "compute_units", "all") if isinstance(model_or_path, Model) else "all"
         crop = getattr(model_or_path, "crop_and_scale", "center_crop") if isinstance(model_or_path, Model) \
             else "center_crop"

@@ -7,8 +7,10 @@ input run in torch autograd, over the cached boundary tensors, for every epoch.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -108,9 +110,17 @@ class NetworkUpdate:
         self.frozen = graph.subgraph(names, self.boundary)
         self.head = graph.subgraph(self.boundary, [self.loss.blob], with_preprocess=False)
         self.params = []
-        for key, _ in self.trainable:
-            module = graph.layers[key]
-            self.params += [p for p in (module.weight, module.bias) if p is not None]
+        for key, layer in self.trainable:
+            module, p = graph.layers[key], getattr(layer, layer.WhichOneof("layer"))
+            # each WeightParams' own isUpdatable flag decides whether it learns (Core ML's validator
+            # requires the weights' flag on an updatable layer; lint reports it)
+            if p.weights.isUpdatable:
+                self.params.append(module.weight)
+            if module.bias is not None and p.bias.isUpdatable:
+                self.params.append(module.bias)
+        if not self.params:
+            raise NotUpdatableError("No weights of the updatable layers are marked isUpdatable; mark the weights "
+                                    "(mlupdate make-updatable does).")
         self.cache: list[torch.Tensor] = []
         self.last_metrics: dict[str, Any] = {}
 
@@ -147,7 +157,9 @@ class NetworkUpdate:
         trivial = not self.frozen.nodes and all(b not in self.frozen._pre_names for b in self.boundary)
         executor = None
         if self.frozen_cache and not trivial:
-            executor = make_executor(self.frozen, self.program.sample_inputs(1), self.units, True,
+            # the frozen part runs on its own copy of the modules: moving it to a device never moves
+            # the trainable head's parameters behind the optimizer's back
+            executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.units, True,
                                      self._frozen_key())
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(self.examples), CHUNK):
@@ -218,7 +230,8 @@ class NetworkUpdate:
         v = self.values
         n, bs, epochs = len(self.examples), int(v["mini_batch_size"]), int(v["epochs"])
         gen = torch.Generator()
-        gen.manual_seed(int(v["seed"]) if v.get("seed") is not None else int(torch.seed() % 2**63))
+        # a generator of the task's own: the caller's torch and numpy random state stay as they were
+        gen.manual_seed(int(v["seed"]) if v.get("seed") is not None else secrets.randbits(63))
         control.emit("training_begin", {"loss": None, "epoch_index": 0, "mini_batch_index": 0}, self.snapshot)
         loss_value = float("nan")
         for epoch in range(epochs):
