@@ -6,9 +6,13 @@ and fsynced, then renamed over the target, so a crash never leaves a half-writte
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import stat
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -108,6 +112,10 @@ def parse_spec(data: bytes, source: str = "<bytes>") -> ModelSpec:
 def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
     """Write bytes to ``path`` atomically (temp file in the same folder, fsync, rename).
 
+    A file that is replaced keeps its permission bits; a new file gets ``0o666`` less the umask,
+    like any file a program creates. A symbolic link is followed: its target is replaced and the
+    link stays a link.
+
     Args:
         data: The bytes to write.
         path: Destination path; its folder must exist.
@@ -116,12 +124,18 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
         The destination path.
 
     Raises:
-        ModelFileError: If the folder does not exist or is not writable.
+        ModelFileError: For an empty path, a folder, a missing or unwritable folder, or any OS error
+            while writing (disk full, quota, ...), naming the path and the reason.
     """
-    dest = Path(path)
+    if not str(path):
+        raise ModelFileError("No file name given to write the model to. Pass a path such as 'Model.mlmodel'.")
+    dest = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    if dest.is_dir():
+        raise ModelFileError(f"Cannot write {dest}: it is a folder. Give a file path such as {dest / 'Model.mlmodel'}.")
     folder = dest.parent if str(dest.parent) else Path(".")
     if not folder.is_dir():
         raise ModelFileError(f"Cannot write {dest}: folder {folder} does not exist. Create it first.")
+    mode = stat.S_IMODE(dest.stat().st_mode) if dest.exists() else 0o666 & ~_umask()
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
@@ -131,17 +145,37 @@ def write_bytes_atomic(data: bytes, path: str | os.PathLike[str]) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
         dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except OSError as exc:
+        _remove(tmp)
+        hint = " Free some disk space and try again." if exc.errno == errno.ENOSPC else ""
+        raise ModelFileError(f"Could not write {dest}: {exc.strerror or exc}.{hint} Nothing was changed there.") \
+            from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     return dest
+
+
+def _remove(tmp: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    with _umask_lock:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def write_spec(spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
@@ -154,7 +188,7 @@ def write_spec(spec: ModelSpec, path: str | os.PathLike[str]) -> Path:
     Returns:
         The destination path.
     """
-    return write_bytes_atomic(spec.SerializeToString(), path)
+    return write_bytes_atomic(spec.SerializeToString(deterministic=True), path)
 
 
 def copy_spec(spec: ModelSpec) -> ModelSpec:
