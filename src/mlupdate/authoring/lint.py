@@ -12,6 +12,7 @@ from typing import Any
 from mlupdate.authoring import netgraph as ng
 from mlupdate.authoring.lint_rules import Problem, int64_problems, network_problems
 from mlupdate.spec.io import resolve_spec
+from mlupdate.spec.validate import declared_size_problems, nonfinite_weights
 
 __all__ = ["Problem", "lint"]
 
@@ -44,7 +45,12 @@ def _prefixed(problems: list[Problem], where: str) -> list[Problem]:
 
 def _model(spec: Any, where: str) -> list[Problem]:
     kind = spec.WhichOneof("Type")
-    out: list[Problem] = []
+    out: list[Problem] = [Problem("error", "declared-size", msg) for msg in declared_size_problems(spec)]
+    if out:  # the other rules run the network on inputs of the declared sizes
+        return _prefixed(out, where)
+    out += [Problem("warning", "non-finite", f"Layer '{name}' has NaN or infinite weights; its outputs will be NaN. "
+                                             "Re-export the model from a trained source.", name)
+            for name in nonfinite_weights(spec)]
     if spec.isUpdatable:
         if kind not in UPDATABLE_TYPES:
             hint = (" ML Programs cannot be updated: convert with convert_to='neuralnetwork'."

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
+
+import numpy as np
 
 from mlupdate.errors import SpecError, UnsupportedModelError
 
@@ -17,6 +21,7 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
         UnsupportedModelError: For mlProgram, linked models and other non-NN types.
     """
     kind = spec.WhichOneof("Type")
+    check_declared_sizes(spec, where)
     if kind == "mlProgram":
         raise UnsupportedModelError(
             f"{where} is an ML Program (spec version {spec.specificationVersion}). Core ML cannot update ML "
@@ -45,3 +50,75 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
         for i, sub in enumerate(pipe.models):
             check_model_type(sub, f"Model {i} of the pipeline")
     return kind
+
+
+#: Largest declared image (width x height) and multiarray (element count) a model may have; every
+#: real model fits. Loading allocates sample inputs of the declared size, so a file that declares
+#: more is refused before anything is allocated. Environment variables raise them.
+MAX_IMAGE_PIXELS_ENV = "MLUPDATE_MAX_IMAGE_PIXELS"
+MAX_ARRAY_ELEMENTS_ENV = "MLUPDATE_MAX_ARRAY_ELEMENTS"
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+DEFAULT_MAX_ARRAY_ELEMENTS = 1 << 26
+
+
+def _limit(env: str, default: int) -> int:
+    value = os.environ.get(env, "")
+    return int(value) if value.isdigit() else default
+
+
+def declared_size_problems(spec: Any, where: str = "The model") -> list[str]:
+    """What is wrong with the sizes a model's inputs and outputs declare (nothing allocated).
+
+    Negative or zero dimensions, and images or arrays over the limits above, each with the fix.
+    """
+    max_pixels = _limit(MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS)
+    max_elements = _limit(MAX_ARRAY_ELEMENTS_ENV, DEFAULT_MAX_ARRAY_ELEMENTS)
+    out: list[str] = []
+    for fd in (*spec.description.input, *spec.description.output):
+        kind = fd.type.WhichOneof("Type")
+        if kind == "imageType":
+            w, h = int(fd.type.imageType.width), int(fd.type.imageType.height)
+            if w <= 0 or h <= 0:
+                out.append(f"{where}: image '{fd.name}' declares {w}x{h} pixels; width and height must be positive.")
+            elif w * h > max_pixels:
+                out.append(f"{where}: image '{fd.name}' declares {w}x{h} pixels, more than the limit of {max_pixels} "
+                           f"(set {MAX_IMAGE_PIXELS_ENV} to allow more).")
+        elif kind == "multiArrayType":
+            shape = [int(d) for d in fd.type.multiArrayType.shape]
+            if any(d <= 0 for d in shape):
+                out.append(f"{where}: array '{fd.name}' declares shape {shape}; every dimension must be positive.")
+            elif math.prod(shape) > max_elements:
+                out.append(f"{where}: array '{fd.name}' declares shape {shape} ({math.prod(shape)} values), more than "
+                           f"the limit of {max_elements} (set {MAX_ARRAY_ELEMENTS_ENV} to allow more).")
+    return out
+
+
+def check_declared_sizes(spec: Any, where: str = "The model") -> None:
+    """Raise ``SpecError`` listing :func:`declared_size_problems`, if any."""
+    problems = declared_size_problems(spec, where)
+    if problems:
+        raise SpecError(" ".join(problems) + " Fix the model's interface.")
+
+
+def nonfinite_weights(spec: Any) -> list[str]:
+    """Names of the layers of a neural network whose float weights hold NaN or infinity."""
+    kind = spec.WhichOneof("Type")
+    if kind not in RUNNABLE[:3]:
+        return []
+    bad = []
+    for layer in getattr(spec, kind).layers:
+        if any(not np.isfinite(np.asarray(w.floatValue, np.float32)).all() for w in _weight_params(layer)):
+            bad.append(layer.name)
+    return bad
+
+
+def _weight_params(msg: Any) -> list[Any]:
+    found = []
+    for field, value in msg.ListFields():
+        if field.message_type is None:
+            continue
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        values = value if repeated else [value]
+        for v in values:
+            found += [v] if field.message_type.name == "WeightParams" else _weight_params(v)
+    return found
