@@ -391,6 +391,5 @@ def test_explicit_activation_parameters_are_used(tmp_path):
 def test_input_size_mismatch_names_the_layer(tmp_path):
     b = builder([("x", (3, 1, I + 1, 1, 1))], ("out", "h"))
     b.add_simple_rnn("my_rnn", RR, RW, RB, H, I, "TANH", ["x"], ["out", "h"])
-    model = mlupdate.load(save(b, tmp_path), executor="torch")
-    with pytest.raises(mlupdate.LayerError, match="my_rnn"):
-        model.predict({"x": rand(3, 1, I + 1, 1, 1)})
+    with pytest.raises(mlupdate.LayerError, match="my_rnn"):  # found when the model loads
+        mlupdate.load(save(b, tmp_path), executor="torch")

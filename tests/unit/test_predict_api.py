@@ -192,7 +192,7 @@ def test_write_is_atomic_and_leaves_source_alone(folder, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(mlupdate.ModelFileError, match="disk full"):
         model.write(dest)
     assert dest.read_bytes() == b"previous version"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.mlmodel"]  # no temp file left behind

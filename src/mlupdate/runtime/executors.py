@@ -111,6 +111,8 @@ def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_
             torch.onnx.export(graph, tuple(torch.from_numpy(s) for s in samples), buf, dynamo=False,
                               input_names=ins, output_names=outs, dynamic_axes=axes, opset_version=17,
                               do_constant_folding=True)
+    except Error:
+        raise  # a layer that does not fit its inputs (LayerError): the model is wrong, not the export
     except Exception as exc:  # noqa: BLE001 - any exporter failure means "fall back"
         raise ExportError(f"ONNX export failed: {exc}") from exc
     return buf.getvalue()
@@ -164,7 +166,10 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
         raise ParameterError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}.")
     gpu = compute_units != "cpu_only" and torch.cuda.is_available()
     if executor == "torch" or (executor == "auto" and gpu) or not exportable:
-        return TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu")
+        torch_executor = TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu")
+        if batched:  # a dry run on the sample inputs: layers that do not fit their inputs fail at load
+            torch_executor.run(samples)
+        return torch_executor
     if executor == "onnxruntime":
         return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw)
     try:
@@ -172,4 +177,6 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
     except ExportError as exc:
         warnings.warn(f"{exc}. mlupdate runs this model with PyTorch instead (slower on the CPU).",
                       RuntimeWarning, stacklevel=3)
-        return TorchExecutor(graph, "cpu")
+        fallback = TorchExecutor(graph, "cpu")
+        fallback.run(samples)
+        return fallback
