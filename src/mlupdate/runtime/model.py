@@ -63,7 +63,7 @@ class Model:
         self.compute_units = compute_units
         self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
-        key = hashlib.sha256(self._spec.SerializeToString()).hexdigest()
+        key = hashlib.sha256(self._spec.SerializeToString(deterministic=True)).hexdigest()
         self._program = build_program(self._spec, compute_units, key, executor)
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
