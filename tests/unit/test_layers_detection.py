@@ -10,8 +10,6 @@ interval, sampled by separable linear interpolation (numpy.interp).
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -105,19 +103,6 @@ def test_nms_reference_keeps_in_score_order_and_suppresses_overlaps():
     np.testing.assert_array_equal(i, [[1, 2, -1]])
     np.testing.assert_array_equal(n, [2])
     np.testing.assert_array_equal(b[0, 2], 0)
-
-
-def test_nms_matches_torchvision_when_installed():
-    if importlib.util.find_spec("torchvision") is None:
-        pytest.skip("torchvision is not installed")
-    import torch
-    from torchvision.ops import nms
-
-    boxes, scores = make_boxes(1, 20, 3)[0], rand(20, seed=4, low=0, high=1)
-    corners = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], axis=1)
-    want = nms(torch.from_numpy(corners), torch.from_numpy(scores), 0.3).numpy()[:8]
-    _, _, ids, _ = np_nms(boxes[None], scores[None, :, None], 0.3, -1.0, 8, False)
-    np.testing.assert_array_equal(ids[0, : len(want)], want)
 
 
 def test_nms_max_boxes_input_sets_the_output_length(tmp_path):
