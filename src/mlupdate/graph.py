@@ -196,7 +196,15 @@ def compile_layers(layers: Sequence[Any], available: Iterable[str], nd: bool) ->
             raise SpecError(f"Two layers are named '{layer.name}'; layer names must be unique. Rename one.")
         seen_names.add(layer.name)
         key = f"l{i}"
-        module = build_layer(layer, BuildContext(nd=nd, available=frozenset(produced), inputs=tuple(layer.input)))
+        try:
+            module = build_layer(layer, BuildContext(nd=nd, available=frozenset(produced), inputs=tuple(layer.input)))
+        except Error:
+            raise
+        except Exception as exc:  # noqa: BLE001 - parameters no builder check anticipated are still the file's fault
+            raise SpecError(
+                f"Layer '{layer.name}' ({kind}, layer {i} of the network) has parameters mlupdate cannot use: {exc}. "
+                "The model file is inconsistent; re-export it from its source framework."
+            ) from exc
         modules[key] = module
         reads = tuple(b for b in getattr(module, "reads", ()) if b not in layer.input)
         writes = tuple(b for b in getattr(module, "writes", ()) if b not in layer.output)
