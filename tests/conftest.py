@@ -24,3 +24,9 @@ def pets() -> Path:
     if not (PETS / "train" / "cat").is_dir():
         pytest.fail(f"Pet photos not found at {PETS}; set MLUPDATE_PETS or check out ../shared beside the repo.")
     return PETS
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-minutes", type=float, default=0.75,
+                     help="how long the mutation fuzzer runs (tests/unit/test_fuzz.py); e.g. 20 for a long run")
+    parser.addoption("--fuzz-seed", type=int, default=0, help="the mutation fuzzer's seed")

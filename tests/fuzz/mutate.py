@@ -1,0 +1,154 @@
+"""Seeded mutations of valid Core ML specs: the fuzzer's inputs.
+
+Seeds are every layer test case of the registry (every layer family) and small updatable
+models (dense and convolutional classifiers, an MSE regressor, a k-NN, a pipeline). A mutation
+changes one field somewhere in the spec (a number to 0, -1 or a huge value, a list shortened or
+extended, a blob name swapped, a message cleared), removes or duplicates a layer, or damages
+the serialized bytes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_INTS = (0, -1, 1, 2, 3, 7, 64, 2**31 - 1, -(2**31))
+_FLOATS = (0.0, -1.0, 1e-30, 1e30, float("nan"), float("inf"), 0.5)
+
+
+@dataclass
+class Seed:
+    """A valid spec with example inputs and, for updatable models, training data."""
+
+    name: str
+    spec: Any
+    example: dict[str, Any]
+    training: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seeds() -> list[Seed]:
+    """Every seed, in a fixed order."""
+    from tests.unit import _update_models as M
+    from tests.unit import test_layer_registry as registry
+
+    out = [Seed(f"case:{c.id}", c.builder().spec, dict(c.inputs)) for c in registry.CASES]
+    rng = np.random.default_rng(0)
+    dense = [{"input": rng.standard_normal(4).astype(np.float32), "label": M.LABELS[i % 3]} for i in range(6)]
+    out.append(Seed("dense_classifier", M.dense_classifier(), {"input": dense[0]["input"]}, dense))
+    out.append(Seed("adam_classifier", M.dense_classifier(opt="adam", updatable=("d1", "d2")),
+                    {"input": dense[0]["input"]}, dense))
+    reg = [{"input": rng.standard_normal(4).astype(np.float32), "out_true": rng.standard_normal(2).astype(np.float32)}
+           for _ in range(6)]
+    out.append(Seed("mse_regressor", M.mse_regressor(), {"input": reg[0]["input"]}, reg))
+    return out
+
+
+def _messages(msg: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    yield path, msg
+    for fd, value in msg.ListFields():
+        if fd.message_type is None:
+            continue
+        repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+        if fd.message_type.GetOptions().map_entry:
+            continue
+        items = list(value) if repeated else [value]
+        for i, v in enumerate(items[:20]):
+            yield from _messages(v, f"{path}.{fd.name}[{i}]" if repeated else f"{path}.{fd.name}")
+
+
+def _blob_names(spec: Any) -> list[str]:
+    names = [f.name for f in spec.description.input] + [f.name for f in spec.description.output]
+    kind = spec.WhichOneof("Type")
+    net = getattr(spec, kind) if kind else None
+    for layer in getattr(net, "layers", []):
+        names += list(layer.input) + list(layer.output)
+    return names or ["x"]
+
+
+def mutate(spec: Any, rng: random.Random) -> str:
+    """Change ``spec`` in place in one random way; returns what was done."""
+    kind = spec.WhichOneof("Type")
+    net = getattr(spec, kind) if kind else None
+    layers = getattr(net, "layers", None)
+    roll = rng.random()
+    if layers is not None and len(layers) and roll < 0.08:
+        i = rng.randrange(len(layers))
+        del layers[i]
+        return f"removed layer {i}"
+    if layers is not None and len(layers) and roll < 0.12:
+        i = rng.randrange(len(layers))
+        layers.add().CopyFrom(layers[i])
+        return f"duplicated layer {i}"
+    messages = [(p, m) for p, m in _messages(spec) if m.DESCRIPTOR.fields]
+    path, msg = rng.choice(messages)
+    fd = rng.choice(msg.DESCRIPTOR.fields)
+    where = f"{path}.{fd.name}"
+    repeated = fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+    if fd.message_type is not None:
+        if fd.message_type.GetOptions().map_entry:
+            return "no-op (map)"
+        if repeated:
+            value = getattr(msg, fd.name)
+            if len(value) and rng.random() < 0.6:
+                del value[rng.randrange(len(value))]
+                return f"removed an item of {where}"
+            value.add()
+            return f"appended an empty item to {where}"
+        msg.ClearField(fd.name)
+        return f"cleared {where}"
+    new = _value(fd, rng, _blob_names(spec))
+    if repeated:
+        value = getattr(msg, fd.name)
+        choice = rng.random()
+        try:
+            if choice < 0.3 and len(value):
+                del value[rng.randrange(len(value))]
+                return f"removed an item of {where}"
+            if choice < 0.6:
+                value.append(new)
+                return f"appended {new!r} to {where}"
+            if len(value):
+                value[rng.randrange(len(value))] = new
+                return f"set an item of {where} to {new!r}"
+            value.append(new)
+            return f"appended {new!r} to {where}"
+        except (TypeError, ValueError):
+            return "no-op (type)"
+    try:
+        setattr(msg, fd.name, new)
+    except (TypeError, ValueError):
+        return "no-op (type)"
+    return f"set {where} = {new!r}"
+
+
+def _value(fd: Any, rng: random.Random, blobs: list[str]) -> Any:
+    t = fd.type
+    if t == fd.TYPE_BOOL:
+        return rng.random() < 0.5
+    if t == fd.TYPE_STRING:
+        return rng.choice([*blobs, "", "no_such_blob"])
+    if t == fd.TYPE_BYTES:
+        return bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 3, 16))))
+    if t == fd.TYPE_ENUM:
+        return rng.choice(fd.enum_type.values).number
+    if t in (fd.TYPE_FLOAT, fd.TYPE_DOUBLE):
+        return rng.choice(_FLOATS)
+    value = rng.choice(_INTS)
+    if t in (fd.TYPE_UINT32, fd.TYPE_UINT64, fd.TYPE_FIXED32, fd.TYPE_FIXED64):
+        value = abs(value) % (2**32)
+    return value
+
+
+def damage(data: bytes, rng: random.Random) -> tuple[bytes, str]:
+    """Damaged serialized bytes: truncated or with flipped bytes."""
+    if rng.random() < 0.5 and len(data) > 1:
+        n = rng.randrange(1, len(data))
+        return data[:n], f"truncated to {n} bytes"
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        out[rng.randrange(len(out))] = rng.randrange(256)
+    return bytes(out), "flipped bytes"
