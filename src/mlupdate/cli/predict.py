@@ -21,6 +21,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--crop-and-scale", default="center_crop", choices=("center_crop", "scale_fit", "scale_fill"),
                    help="how images of another size are fitted (default center_crop, as Vision)")
     p.add_argument("--compute-units", default="all", choices=("cpu_only", "cpu_and_gpu", "all"))
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: one per core)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -29,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     """Predict and print."""
     import mlupdate
 
-    model = mlupdate.load(args.model, compute_units=args.compute_units, crop_and_scale=args.crop_and_scale)
+    model = mlupdate.load(args.model, compute_units=args.compute_units, crop_and_scale=args.crop_and_scale,
+                          threads=args.threads)
     d = model.description
     images = [f.name for f in d.inputs.values() if f.type == "image"]
     name = args.input or (images[0] if len(images) == 1 else None)

@@ -29,14 +29,22 @@ class TorchExecutor:
 
     name = "torch"
 
-    def __init__(self, graph: Graph, device: str = "cpu") -> None:
+    def __init__(self, graph: Graph, device: str = "cpu", threads: int | None = None) -> None:
         self.graph = graph.to(device)
         self.device = device
+        self.threads = threads
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Run on numpy inputs; returns numpy outputs."""
-        with torch.inference_mode():
-            outs = self.graph(*[torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays])
+        """Run on numpy inputs; returns numpy outputs (with ``threads`` CPU threads, when given)."""
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                outs = self.graph(*[torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays])
+        finally:
+            if self.threads:
+                torch.set_num_threads(before)
         return [o.detach().cpu().numpy() for o in outs]
 
 
@@ -47,13 +55,16 @@ class OnnxExecutor:
     device = "cpu"
 
     def __init__(self, graph: Graph, samples: list[np.ndarray], batched: bool, cache_key: str | None = None,
-                 dynamic_hw: tuple[int, ...] = ()) -> None:
+                 dynamic_hw: tuple[int, ...] = (), threads: int | None = None) -> None:
         import onnxruntime as ort
 
         data = _cached_export(graph, samples, batched, cache_key, dynamic_hw)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - an unloadable export means "fall back"
@@ -147,7 +158,8 @@ def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: 
 
 def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
                   cache_key: str | None = None, executor: str = "auto",
-                  dynamic_hw: tuple[int, ...] = (), exportable: bool = True) -> TorchExecutor | OnnxExecutor:
+                  dynamic_hw: tuple[int, ...] = (), exportable: bool = True,
+                  threads: int | None = None) -> TorchExecutor | OnnxExecutor:
     """Choose the executor for ``compute_units``.
 
     ``cpu_and_gpu`` and ``all`` run the torch graph on CUDA when torch sees a GPU; otherwise
@@ -155,7 +167,8 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
     with a warning for graphs that do not export. ``executor="torch"`` or ``"onnxruntime"``
     forces one (for comparisons and debugging). ``dynamic_hw``: inputs with flexible image sizes.
     ``exportable=False`` (a layer that ONNX cannot express: control flow, random, value-dependent
-    shapes) runs the torch graph, also when onnxruntime was asked for.
+    shapes) runs the torch graph, also when onnxruntime was asked for. ``threads``: CPU threads of the
+    executor (None: the library's default, one per core).
 
     Raises:
         ParameterError: For an unknown ``compute_units`` or ``executor``.
@@ -164,19 +177,21 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
         raise ParameterError(f"compute_units={compute_units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
     if executor not in EXECUTORS:
         raise ParameterError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}.")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ParameterError(f"threads={threads!r} must be a positive integer (or None for one per core).")
     gpu = compute_units != "cpu_only" and torch.cuda.is_available()
     if executor == "torch" or (executor == "auto" and gpu) or not exportable:
-        torch_executor = TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu")
+        torch_executor = TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu", threads)
         if batched:  # a dry run on the sample inputs: layers that do not fit their inputs fail at load
             torch_executor.run(samples)
         return torch_executor
     if executor == "onnxruntime":
-        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw)
+        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw, threads)
     try:
-        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw)
+        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw, threads)
     except ExportError as exc:
         warnings.warn(f"{exc}. mlupdate runs this model with PyTorch instead (slower on the CPU).",
                       RuntimeWarning, stacklevel=3)
-        fallback = TorchExecutor(graph, "cpu")
+        fallback = TorchExecutor(graph, "cpu", threads)
         fallback.run(samples)
         return fallback

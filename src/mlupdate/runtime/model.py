@@ -24,20 +24,21 @@ class Program(Protocol):
         ...
 
 
-def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, executor: str = "auto") -> Any:
+def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, executor: str = "auto",
+                  threads: int | None = None) -> Any:
     """Compile a validated spec into the program that runs it."""
     kind = check_model_type(spec)
     if kind.startswith("neuralNetwork"):
         from mlupdate.runtime.network import NetworkProgram
 
-        return NetworkProgram(spec, compute_units, cache_key, executor)
+        return NetworkProgram(spec, compute_units, cache_key, executor, threads)
     if kind == "kNearestNeighborsClassifier":
         from mlupdate.runtime.knn import KNNProgram
 
         return KNNProgram(spec)
     from mlupdate.runtime.pipeline import PipelineProgram
 
-    return PipelineProgram(spec, compute_units, cache_key, executor)
+    return PipelineProgram(spec, compute_units, cache_key, executor, threads)
 
 
 class Model:
@@ -50,13 +51,15 @@ class Model:
             ``center_crop`` (Vision's default), ``scale_fit`` or ``scale_fill``.
         path: Where the model was read from, if anywhere.
         executor: ``auto`` (onnxruntime on the CPU, torch on CUDA), or force ``onnxruntime`` / ``torch``.
+        threads: CPU threads the executor uses (None: one per core).
 
     Raises:
         mlupdate.Error: Subclasses for every problem with the spec (see ``mlupdate.load``).
     """
 
     def __init__(self, spec: ModelSpec, *, compute_units: str = "all", crop_and_scale: str = "center_crop",
-                 path: str | os.PathLike[str] | None = None, executor: str = "auto") -> None:
+                 path: str | os.PathLike[str] | None = None, executor: str = "auto",
+                 threads: int | None = None) -> None:
         if crop_and_scale not in CROP_AND_SCALE:
             raise ImageError(f"crop_and_scale must be one of {', '.join(CROP_AND_SCALE)}, got {crop_and_scale!r}.")
         self._spec = copy_spec(spec)
@@ -64,7 +67,7 @@ class Model:
         self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
         key = hashlib.sha256(self._spec.SerializeToString(deterministic=True)).hexdigest()
-        self._program = build_program(self._spec, compute_units, key, executor)
+        self._program = build_program(self._spec, compute_units, key, executor, threads)
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
 
@@ -156,7 +159,7 @@ def _executor_attr(program: Any, attr: str) -> str:
 
 
 def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scale: str = "center_crop",
-         executor: str = "auto") -> Model:
+         executor: str = "auto", threads: int | None = None) -> Model:
     """Load a ``.mlmodel`` file, validate it once and compile it.
 
     Args:
@@ -164,6 +167,7 @@ def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scal
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
         executor: ``auto``, or force ``onnxruntime`` / ``torch``.
+        threads: CPU threads the executor uses (None: one per core).
 
     Returns:
         The loaded model.
@@ -175,4 +179,4 @@ def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scal
         SpecError: An inconsistent spec (missing blobs, wrong weight counts).
     """
     return Model(read_spec(path), compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
-                 executor=executor)
+                 executor=executor, threads=threads)

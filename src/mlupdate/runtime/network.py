@@ -33,10 +33,11 @@ class NetworkProgram:
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         cache_key: Identifies the model's bytes for the on-disk ONNX cache (None: no disk cache).
         executor: ``auto``, ``onnxruntime`` or ``torch``.
+        threads: CPU threads of the executor (None: one per core).
     """
 
     def __init__(self, spec: Any, compute_units: str = "all", cache_key: str | None = None,
-                 executor: str = "auto") -> None:
+                 executor: str = "auto", threads: int | None = None) -> None:
         self.spec = spec
         self.desc = Description.from_spec(spec)
         nn_msg = network_of(spec)
@@ -67,7 +68,7 @@ class NetworkProgram:
         exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
         flexible = tuple(i for i, f in enumerate(self.inputs) if f.image_constraint and f.image_constraint.flexible)
         self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key,
-                                      executor, flexible, exportable)
+                                      executor, flexible, exportable, threads)
 
     # -- interface -----------------------------------------------------------------------------
     def _probability_blob(self, nn_msg: Any) -> str | None:

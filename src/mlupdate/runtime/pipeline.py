@@ -9,14 +9,16 @@ from typing import Any
 class PipelineProgram:
     """Runs each sub-model on the features so far, adding its outputs."""
 
-    def __init__(self, spec: Any, compute_units: str, cache_key: str | None, executor: str = "auto") -> None:
+    def __init__(self, spec: Any, compute_units: str, cache_key: str | None, executor: str = "auto",
+                 threads: int | None = None) -> None:
         from mlupdate.runtime.model import build_program
 
         kind = spec.WhichOneof("Type")
         pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
         self.spec = spec
         self.outputs = [o.name for o in spec.description.output]
-        self.programs = [build_program(m, compute_units, f"{cache_key}/{i}" if cache_key else None, executor)
+        self.programs = [build_program(m, compute_units, f"{cache_key}/{i}" if cache_key else None, executor,
+                                       threads)
                          for i, m in enumerate(pipe.models)]
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:

@@ -1,0 +1,7 @@
+"""``python -m mlupdate``: the ``mlupdate`` command."""
+
+import sys
+
+from mlupdate.cli import main
+
+sys.exit(main())
