@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,8 @@ from mlupdate.spec.description import Description, FeatureDescription
 NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 EXACT_ARRAY_MAPPING = 1
 RANK4_IMAGE_MAPPING = 1
+CHUNK = 32  # examples per forward pass of predict_batch and of an update's frozen part
+DECODE_THREADS = 4  # threads decoding images in parallel
 _OUTPUT_DTYPES = {"float64": np.float64, "int32": np.int32, "float16": np.float16}
 
 
@@ -187,20 +190,31 @@ class NetworkProgram:
         dtype = _OUTPUT_DTYPES.get(fd.dtype or "")
         return arr.astype(dtype) if dtype is not None else arr
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: one forward pass per group of examples whose blobs share shapes.
+    def encode_rows(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[list[np.ndarray]]:
+        """Every example's input blobs, decoded in parallel threads (image decoding releases the GIL)."""
+        if len(examples) < 2:
+            return [self.encode_row(ex, crop_and_scale) for ex in examples]
+        with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, len(examples))) as pool:
+            return list(pool.map(lambda ex: self.encode_row(ex, crop_and_scale), examples))
 
-        Networks with a layer whose shapes depend on values run one example at a time.
+    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
+        """Predict every example, ``CHUNK`` at a time (memory stays bounded, whatever the count).
+
+        Within a chunk, one forward pass per group of examples whose blobs share shapes; networks
+        with a layer whose shapes depend on values run one example at a time.
         """
-        rows = [self.encode_row(ex, crop_and_scale) for ex in examples]
-        groups: dict[Any, list[int]] = {}
-        for i, row in enumerate(rows):
-            groups.setdefault(tuple(a.shape for a in row) if self.batched else i, []).append(i)
-        results: list[dict[str, Any]] = [{} for _ in examples]
-        for idx in groups.values():
-            blobs = self.run([np.stack([rows[i][k] for i in idx]) for k in range(len(self.inputs))])
-            for j, i in enumerate(idx):
-                results[i] = self.decode(blobs, j)
+        results: list[dict[str, Any]] = []
+        for start in range(0, len(examples), CHUNK):
+            rows = self.encode_rows(examples[start:start + CHUNK], crop_and_scale)
+            groups: dict[Any, list[int]] = {}
+            for i, row in enumerate(rows):
+                groups.setdefault(tuple(a.shape for a in row) if self.batched else i, []).append(i)
+            chunk: list[dict[str, Any]] = [{} for _ in rows]
+            for idx in groups.values():
+                blobs = self.run([np.stack([rows[i][k] for i in idx]) for k in range(len(self.inputs))])
+                for j, i in enumerate(idx):
+                    chunk[i] = self.decode(blobs, j)
+            results += chunk
         return results
 
 

@@ -21,13 +21,12 @@ import torch
 from mlupdate.errors import NotUpdatableError, UpdateError
 from mlupdate.layers.weights import set_weights
 from mlupdate.runtime.executors import make_executor
-from mlupdate.runtime.network import NetworkProgram, network_of
+from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram, network_of
 from mlupdate.spec.io import copy_spec
 from mlupdate.spec.params import optimizer_of
 from mlupdate.update.data import annotate, require_features
 from mlupdate.update.losses import loss_of, set_classes
 
-CHUNK = 32
 UPDATABLE_KINDS = ("convolution", "innerProduct")
 
 
@@ -135,7 +134,7 @@ class NetworkUpdate:
             ex = chunk[j]
             return [annotate(start + j, lambda f=f: self.program.encode_one(f, ex[f.name], self.crop))
                     for f in self.inputs]
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=min(DECODE_THREADS, os.cpu_count() or 1)) as pool:
             rows = list(pool.map(one, range(len(chunk))))
         return [np.stack([r[k] for r in rows]) for k in range(len(self.inputs))]
 
