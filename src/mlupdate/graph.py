@@ -140,6 +140,8 @@ def run_node(node: Node, module: nn.Module, env: dict[str, torch.Tensor], n: int
         outs = (out,) if isinstance(out, torch.Tensor) else tuple(out)
         if not node.inputs:
             outs = tuple(o.expand((n, *o.shape[1:])) if o.dim() and o.shape[0] == 1 else o for o in outs)
+        if len(outs) < len(node.outputs):
+            raise ValueError(f"it computes {len(outs)} output(s) but the model names {len(node.outputs)}")
         env.update(zip(node.outputs, outs, strict=False))
     except Error:
         raise
