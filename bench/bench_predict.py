@@ -127,7 +127,7 @@ def make_side(side: str, name: str, paths: dict[str, Path]) -> tuple[float, Any]
         import mlupdate
 
         t0 = time.perf_counter()
-        model = mlupdate.load(paths["mlmodel"])
+        model = mlupdate.load(paths["mlmodel"], threads=THREADS)
         load_s = time.perf_counter() - t0
 
         def ours(images: list[Image.Image]) -> list[dict[str, Any]]:

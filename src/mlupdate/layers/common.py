@@ -12,13 +12,19 @@ def fold(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, keep: int 
     """Apply ``fn`` to ``x`` seen as ``[N, *last keep dims]`` and restore the leading axes.
 
     Core ML's spatial layers treat every axis before ``C`` (axis -3) as batch; torch's 2-D
-    operators want exactly ``[N, C, H, W]``.
+    operators want exactly ``[N, C, H, W]``. Unit leading axes (the usual ``[N, 1, C, H, W]`` of a
+    converted network) are squeezed and restored, which exports to ONNX without shape arithmetic.
     """
     if x.dim() == keep + 1:
         return fn(x)
-    lead = x.shape[:-keep]
+    lead = [int(d) for d in x.shape[1:-keep]]  # Core ML axes: static sizes
+    if all(d == 1 for d in lead):
+        y = fn(x[(slice(None), *(0,) * len(lead))])
+        for _ in lead:
+            y = y.unsqueeze(1)
+        return y
     y = fn(x.reshape((-1, *x.shape[-keep:])))
-    return y.reshape((*lead, *y.shape[1:]))
+    return y.reshape((-1, *lead, *y.shape[1:]))
 
 
 def float_list(values: Sequence[float]) -> list[float]:

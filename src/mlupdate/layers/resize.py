@@ -32,7 +32,7 @@ class Padding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "constant":
-            return F.pad(x, self.pad, value=self.value)
+            return fold(lambda t: F.pad(t, self.pad, value=self.value), x)
         mode = "reflect" if self.mode == "reflection" else "replicate"
         return fold(lambda t: F.pad(t, self.pad, mode=mode), x)
 

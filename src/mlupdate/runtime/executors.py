@@ -21,7 +21,7 @@ from mlupdate.graph import Graph
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
 EXECUTORS = ("auto", "onnxruntime", "torch")
-_EXPORT_VERSION = "2"
+_EXPORT_VERSION = "3"
 
 
 class TorchExecutor:
@@ -126,7 +126,11 @@ def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_
         raise  # a layer that does not fit its inputs (LayerError): the model is wrong, not the export
     except Exception as exc:  # noqa: BLE001 - any exporter failure means "fall back"
         raise ExportError(f"ONNX export failed: {exc}") from exc
-    return buf.getvalue()
+    import onnx
+
+    from mlupdate.runtime.onnx_rewrite import simplify
+
+    return simplify(onnx.load_from_string(buf.getvalue())).SerializeToString()
 
 
 def cache_dir() -> Path:
