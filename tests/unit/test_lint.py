@@ -288,7 +288,7 @@ def test_model_type_rule():
     prog = Model_pb2.Model()
     prog.specificationVersion = 6
     prog.mlProgram.SetInParent()
-    assert mlupdate.lint(prog) == []
+    assert {p.rule for p in mlupdate.lint(prog)} == {"load"}  # mlupdate cannot run it: lint says so
     prog.isUpdatable = True
     assert {p.rule for p in mlupdate.lint(prog)} == {"model-type"}
 
@@ -345,6 +345,9 @@ def _pipeline(updatable=True):
     knn = pipe.models.add()
     knn.CopyFrom(_knn())
     knn.isUpdatable = updatable
+    spec.description.input.extend(extractor.description.input)  # a pipeline declares its own interface
+    spec.description.output.extend(knn.description.output)
+    spec.description.predictedFeatureName = knn.description.predictedFeatureName
     return spec
 
 
@@ -375,7 +378,7 @@ def test_linked_model_rules():
     spec = Model_pb2.Model()
     spec.specificationVersion = 4
     spec.linkedModel.linkedModelFile.linkedModelFileName.defaultValue = "Extractor.mlmodelc"
-    assert _rules(spec) == set()
+    assert _rules(spec) == {"load"}  # valid for Core ML, but mlupdate cannot load a link to an .mlmodelc
     spec.linkedModel.linkedModelFile.linkedModelFileName.defaultValue = ""
     assert _rules(spec) == {"linked-model"}
     spec.isUpdatable = True
@@ -400,3 +403,16 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert main(["lint", str(junk)]) == 2
     assert "not a readable Core ML" in capsys.readouterr().err
     assert main(["lint", str(tmp_path / "missing.mlmodel")]) == 2
+
+
+def test_lint_reports_what_load_refuses(tmp_path):
+    from tests.unit.test_layers_base import builder, save
+
+    b = builder([("x", (2, 6))], ("out",), nd=True)
+    b.add_inner_product("fc", np.ones((4, 5), np.float32), None, 5, 4, False, "x", "out")  # 5 inputs, x has 6
+    path = save(b, tmp_path)
+    with pytest.raises(mlupdate.LayerError) as err:
+        mlupdate.load(path)
+    found = [p for p in mlupdate.lint(path) if p.rule == "load"]
+    assert len(found) == 1 and found[0].severity == "error" and "'fc'" in found[0].message
+    assert str(err.value) in found[0].message

@@ -11,6 +11,7 @@ from typing import Any
 
 from mlupdate.authoring import netgraph as ng
 from mlupdate.authoring.lint_rules import Problem, int64_problems, network_problems
+from mlupdate.errors import Error
 from mlupdate.spec.io import resolve_spec
 from mlupdate.spec.validate import declared_size_problems, nonfinite_weights
 
@@ -33,8 +34,27 @@ def lint(model_or_path: str | os.PathLike[str] | Any) -> list[Problem]:
         ModelFileError: If the file is missing or not a Core ML model.
     """
     spec = resolve_spec(model_or_path)
-    problems = _model(spec, "")
+    refused = _load_problem(spec)
+    try:
+        problems = _model(spec, "")
+    except Error:
+        if refused is None:
+            raise
+        problems = []  # the rules below need a network that loads; the load problem says why it does not
+    if refused is not None and not any(p.severity == "error" for p in problems):
+        problems.append(refused)  # no specific rule explains why load refuses it: say what load says
     return sorted(problems, key=lambda p: p.severity != "error")
+
+
+def _load_problem(spec: Any) -> Problem | None:
+    """What ``mlupdate.load`` would refuse the model for (the same checks, run the same way), if anything."""
+    from mlupdate.runtime.model import build_program
+
+    try:
+        build_program(spec, "cpu_only", None, executor="torch")
+    except Error as exc:
+        return Problem("error", "load", f"mlupdate cannot load this model: {exc}")
+    return None
 
 
 def _prefixed(problems: list[Problem], where: str) -> list[Problem]:

@@ -22,8 +22,6 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
     """
     kind = spec.WhichOneof("Type")
     check_declared_sizes(spec, where)
-    if not spec.description.input:
-        raise SpecError(f"{where} declares no inputs; Core ML models need at least one. Fix the model's description.")
     if kind == "mlProgram":
         raise UnsupportedModelError(
             f"{where} is an ML Program (spec version {spec.specificationVersion}). Core ML cannot update ML "
@@ -51,6 +49,8 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
             raise SpecError(f"{where} is a pipeline with no models; add at least one model.")
         for i, sub in enumerate(pipe.models):
             check_model_type(sub, f"Model {i} of the pipeline")
+    if not spec.description.input:
+        raise SpecError(f"{where} declares no inputs; Core ML models need at least one. Fix the model's description.")
     return kind
 
 
