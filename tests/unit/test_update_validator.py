@@ -119,3 +119,36 @@ class _Control:
 
     def check_cancel(self):
         pass
+
+
+def test_batchnorm_statistics_do_not_depend_on_how_examples_are_grouped():
+    # computeMeanVar without instance normalization: the frozen-features path (chunks of 32) and the
+    # recompute path (mini-batches of 4) must train the same weights, and predictions must not mix examples
+    from coremltools.models.neural_network import NeuralNetworkBuilder as B
+
+    rng = np.random.default_rng(3)
+    b = B([("input", datatypes.Array(3, 2, 2))], [("probs", datatypes.Array(3))], mode="classifier")
+    b.add_batchnorm("bn", 3, np.ones(3, np.float32), np.zeros(3, np.float32), np.zeros(3, np.float32),
+                    np.ones(3, np.float32), input_name="input", output_name="n")
+    b.spec.neuralNetworkClassifier.layers[0].batchnorm.computeMeanVar = True  # the builder refuses; the proto allows
+    b.add_flatten("flat", 0, "n", "f")
+    b.add_inner_product("d", rng.standard_normal((3, 12)).astype(np.float32), None, 12, 3, False, "f", "logits")
+    b.add_softmax("sm", "logits", "probs")
+    b.set_class_labels(M.LABELS, predicted_feature_name="label", prediction_blob="probs")
+    b.make_updatable(["d"])
+    b.set_categorical_cross_entropy_loss(name="loss", input="probs")
+    b.set_sgd_optimizer(SgdParams(lr=0.1, batch=4))
+    b.set_epochs(3)
+    b.spec.neuralNetworkClassifier.updateParams.shuffle.defaultValue = False
+    data = [{"input": rng.standard_normal((3, 2, 2)).astype(np.float32), "label": M.LABELS[i % 3]} for i in range(8)]
+    cached = mlupdate.UpdateTask(b.spec, data).run().model
+    recomputed = mlupdate.UpdateTask(b.spec, data, _frozen_cache=False).run().model
+
+    def dense(m):
+        return np.asarray(m.spec.neuralNetworkClassifier.layers[2].innerProduct.weights.floatValue)
+
+    np.testing.assert_allclose(dense(cached), dense(recomputed), atol=1e-5)
+    probs = cached.description.predicted_probabilities_name
+    alone = cached.predict(data[0])[probs]
+    together = cached.predict_batch(data[:5])[0][probs]
+    assert all(abs(alone[k] - together[k]) < 1e-6 for k in alone)
