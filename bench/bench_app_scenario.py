@@ -89,13 +89,15 @@ def main() -> None:
     print(f"demo model ready in {time.perf_counter() - t0:.1f}s: {model}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        with TestClient(create_app(model, Path(tmp) / "base", args.pets)) as c:
+        with TestClient(create_app(model, Path(tmp) / "base", args.pets), base_url="http://127.0.0.1",
+                        headers={"X-Requested-With": "bench"}) as c:
             base = evaluate(c, test, confused)
         rows.append({"scenario": "demo model", "photos": 0, **base})
         print(json.dumps(rows[-1]))
         for scen in [confused, (confused[0],), (confused[1],)]:
             for n in (1, 5, 10):
-                with TestClient(create_app(model, Path(tmp) / f"{'+'.join(scen)}-{n}", args.pets)) as c:
+                with TestClient(create_app(model, Path(tmp) / f"{'+'.join(scen)}-{n}", args.pets),
+                                base_url="http://127.0.0.1", headers={"X-Requested-With": "bench"}) as c:
                     for breed in scen:
                         for sample in train_photos(breed)[:n]:
                             r = c.post("/api/examples", data={"label": true_label[breed], "sample": sample})

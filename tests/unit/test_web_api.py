@@ -9,7 +9,7 @@ One test drives the real demo model.
 from __future__ import annotations
 
 import io
-import json
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -151,8 +151,8 @@ def test_add_list_remove_examples_persist(small_model: Path, tmp_path: Path, sam
         lst = c.get("/api/examples").json()
         assert lst["count"] == 2 and lst["counts"] == {"Cat": 1, "Dog": 1}
         assert [e["id"] for e in lst["examples"]] == [ex["id"], r2.json()["id"]]
-    index = json.loads((data_dir / "examples" / "index.json").read_text())
-    assert len(index) == 2
+    with sqlite3.connect(data_dir / "state.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM examples").fetchone() == (2,)
     with make_client(small_model, data_dir, samples) as c:  # a restart keeps them
         assert c.get("/api/examples").json()["count"] == 2
         assert c.delete(f"/api/examples/{ex['id']}").status_code == 204

@@ -19,6 +19,7 @@ from tests.unit.web_support import (
     build_small_model,
     make_client,
     numpy_predict,
+    parse_sse,
     png,
     wait_trained,
 )
@@ -54,18 +55,21 @@ def test_train_events_then_personalised_predictions(small_model: Path, tmp_path:
         with c.stream("GET", "/api/train/events") as s:
             assert s.headers["content-type"].startswith("text/event-stream")
             text = "".join(s.iter_text())
-        names = [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("event: ")]
-        assert names[0] == "training_begin" and names[-1] == "completed"
+        events = parse_sse(text)
+        names = [e[1] for e in events]
+        assert names[:2] == ["preparing", "training_begin"] and names[-2:] == ["saving", "completed"]
+        assert [e[0] for e in events] == list(range(len(events)))
         assert names.count("epoch_end") == 50
-        datas = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
-        losses = [d["loss"] for d in datas if "epoch" in d]
+        steps = [d for _, name, d in events if name == "mini_batch_end"]
+        assert [d["step"] for d in steps] == list(range(1, 101)) and steps[-1]["steps"] == 100  # 2 per epoch
+        assert steps[0]["batches"] == 2 and steps[0]["epoch"] == 1 and steps[-1]["epoch"] == 50
+        losses = [d["loss"] for _, name, d in events if name == "epoch_end"]
         assert losses[-1] < losses[0]
         st = c.get("/api/train").json()
         assert st["state"] == "completed" and st["epoch"] == 50 and st["personalized"] is True
         assert st["losses"] == pytest.approx(losses)
         assert c.get("/api/examples").json()["count"] == 0  # the examples were used
-        personal = data_dir / "personalized.mlmodel"
-        assert personal.is_file()
+        (personal,) = (data_dir / "models").iterdir()
         red = c.post("/api/predict", files={"image": ("r.png", png(RED), "image/png")}).json()
         blue = c.post("/api/predict", files={"image": ("b.png", png(BLUE), "image/png")}).json()
         assert red["label"] == "Cat" and blue["label"] == "Dog" and red["personalized"]
@@ -130,7 +134,7 @@ def test_failed_write_keeps_the_old_model(small_model: Path, tmp_path: Path, mon
         add(c, png(RED), "Cat")
         c.post("/api/train")
         assert wait_trained(c)["state"] == "completed"
-        personal = data_dir / "personalized.mlmodel"
+        (personal,) = (data_dir / "models").iterdir()
         before = personal.read_bytes()
         before_pred = c.post("/api/predict", files={"image": ("r.png", png(RED), "image/png")}).json()
 
@@ -145,9 +149,10 @@ def test_failed_write_keeps_the_old_model(small_model: Path, tmp_path: Path, mon
         c.post("/api/train")
         st = wait_trained(c)
         monkeypatch.setattr(os, "fsync", real_fsync)
-        assert st["state"] == "failed" and "No space left" in st["error"]
+        assert st["state"] == "failed"
         assert personal.read_bytes() == before
-        assert not [p for p in data_dir.iterdir() if p.name.endswith(".tmp")]
+        assert list((data_dir / "models").iterdir()) == [personal]  # no leftovers
+        assert "disk holding" in st["error"] and "free some disk space" in st["error"]
         after_pred = c.post("/api/predict", files={"image": ("r.png", png(RED), "image/png")}).json()
         assert after_pred == before_pred  # the app keeps using the last good model
         assert c.get("/api/examples").json()["count"] == 1  # nothing was consumed
@@ -159,11 +164,10 @@ def test_events_resume_after_last_event_id(client: TestClient) -> None:
     add(client, png(RED), "Cat")
     client.post("/api/train", json={"epochs": 3})
     assert wait_trained(client)["state"] == "completed"
-    with client.stream("GET", "/api/train/events", headers={"Last-Event-ID": "2"}) as s:
-        text = "".join(s.iter_text())
-    ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
-    assert ids == [3, 4]  # epoch 3 and completed; training_begin, epochs 1-2 were already seen
-    assert "event: completed" in text and "training_begin" not in text
+    with client.stream("GET", "/api/train/events", headers={"Last-Event-ID": "7"}) as s:
+        events = parse_sse("".join(s.iter_text()))
+    # preparing, training_begin, then (mini_batch_end, epoch_end) x 3 were already seen (ids 0-7)
+    assert [(i, name) for i, name, _ in events] == [(8, "saving"), (9, "completed")]
 
 
 def test_cli_serve_refuses_a_missing_model(tmp_path: Path, capsys) -> None:
@@ -231,3 +235,25 @@ def test_demo_model_through_the_api(pets: Path, tmp_path: Path) -> None:
         assert st["state"] == "completed", st
         after = [c.post("/api/predict", data={"sample": f"test/dog/{p.name}"}).json()["label"] for p in test_photos]
         assert after.count("Dog") > len(after) / 2
+
+
+def test_the_earlier_data_layout_is_taken_over(small_model: Path, tmp_path: Path) -> None:
+    """A data directory of mlupdate 0.1 (JSON index, personalized.mlmodel) keeps its photos and its model."""
+    import hashlib
+    import shutil
+
+    data = tmp_path / "old"
+    (data / "examples").mkdir(parents=True)
+    (data / "examples" / "abc.png").write_bytes(png(RED))
+    (data / "examples" / "index.json").write_text(json.dumps(
+        [{"id": "abc", "label": "Cat", "file": "abc.png", "name": "red.png", "added": 1.0},
+         {"id": "gone", "label": "Dog", "file": "gone.png", "name": "lost.png", "added": 2.0}]))
+    shutil.copy(small_model, data / "personalized.mlmodel")
+    sha = hashlib.sha256(small_model.read_bytes()).hexdigest()
+    (data / "personalized.json").write_text(json.dumps({"base_sha256": sha, "trainings": 3}))
+    with make_client(small_model, data) as c:
+        assert [e["id"] for e in c.get("/api/examples").json()["examples"]] == ["abc"]
+        info = c.get("/api/model").json()
+        assert info["personalized"] is True and info["trained"]["trainings"] == 3
+    assert not list(data.glob("personalized.*")) and len(list((data / "models").iterdir())) == 1
+    assert [p.name for p in (data / "examples").iterdir()] == ["abc.png"]

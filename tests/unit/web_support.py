@@ -7,8 +7,13 @@ weights read back with coremltools (the ground truth the API's answers are check
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +84,11 @@ RED, BLUE = (220, 40, 40), (40, 40, 220)
 
 
 def make_client(model: Path, data: Path, samples: Path | None = None, **kw) -> TestClient:
+    """A TestClient that talks to the app as a script on this machine does: Host 127.0.0.1, the client header."""
     from mlupdate.web import create_app
 
-    return TestClient(create_app(model, data, samples, **kw))
+    return TestClient(create_app(model, data, samples, **kw), base_url="http://127.0.0.1",
+                      headers={"X-Requested-With": "tests"})
 
 
 def add(client: TestClient, data: bytes, label: str, name: str = "x.png"):
@@ -98,3 +105,35 @@ def wait_trained(client: TestClient, timeout: float = 60) -> dict:
     raise AssertionError("training did not finish")
 
 
+def parse_sse(text: str) -> list[tuple[int | None, str, dict]]:
+    """The (id, event, data) of every event in a text/event-stream body (comments skipped)."""
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line and not line.startswith(":"))
+        if "event" in fields:
+            out.append((int(fields["id"]) if "id" in fields else None, fields["event"], json.loads(fields["data"])))
+    return out
+
+
+
+@contextlib.contextmanager
+def live_server(app) -> Iterator[str]:
+    """Serve ``app`` with a real uvicorn on a free port of 127.0.0.1 (in a thread); yields its base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    end = time.time() + 30
+    while not srv.started:
+        if time.time() > end or not thread.is_alive():
+            raise AssertionError("the uvicorn server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()

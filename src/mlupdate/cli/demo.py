@@ -45,4 +45,5 @@ def run(args: argparse.Namespace) -> int:
           "are cats. Show it some, correct it, press Train.")
     if samples is None:
         print("(No sample photos found; choose your own, or pass --samples DIR.)")
-    return serve(None, args.data_dir or default_data_dir(None), samples, args.host, args.port, args.max_upload_mb)
+    return serve(None, args.data_dir or default_data_dir(None), samples, args.host, args.port, args.max_upload_mb,
+                 allow_hosts=args.allow_host)

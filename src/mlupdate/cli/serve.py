@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
+import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload in MB (default 10)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests for this host name (repeatable; '*' for any); the app answers only "
+                        "127.0.0.1, localhost and the --host address otherwise")
 
 
 def add_parser(sub: Any) -> None:
@@ -43,8 +49,42 @@ def default_data_dir(model: Path | None) -> Path:
     return base / f"{model.stem}-{digest}"
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or an error that suggests ``--port`` when the port is taken.
+
+    Raises:
+        mlupdate.Error: If the port is in use or the address cannot be used.
+    """
+    import mlupdate
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise mlupdate.Error(f"Port {port} on {host} is already in use (another mlupdate app?): stop that "
+                                 f"program, or choose another port, e.g. --port {port + 1}.") from None
+        raise mlupdate.Error(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Check --host and --port.") \
+            from None
+    return sock
+
+
+def log_actions() -> None:
+    """Print the app's log (one line per action) to stderr, with the time."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
+    log = logging.getLogger("mlupdate.web")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, port: int,
-          max_upload_mb: float = 10, title: str = "Cat or Dog?") -> int:
+          max_upload_mb: float = 10, title: str = "Cat or Dog?", allow_hosts: list[str] | None = None) -> int:
     """Build the app and run it under uvicorn until interrupted."""
     import uvicorn
 
@@ -53,18 +93,27 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
 
     if samples is not None and not samples.is_dir():
         raise mlupdate.Error(f"--samples {samples} is not a folder of photos; check the path.")
-    if model is None:
-        from mlupdate.demo import demo_model_file, demo_model_path
+    sock = bind(host, port)  # before the (slow) model loading: a taken port is reported at once
+    try:
+        if model is None:
+            from mlupdate.demo import demo_model_path
 
-        if not demo_model_file().is_file():
-            print("Assembling the demo model (first run only; about a minute)...", file=sys.stderr, flush=True)
-        model = demo_model_path()
-    app = create_app(model, data_dir, samples, max_upload_bytes=int(max_upload_mb * 1024 * 1024), title=title)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"Serving {model} at http://{shown}:{port}/  (personal data in {data_dir}; Ctrl+C to stop)", flush=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"Note: listening on {host}, so other machines on the network can reach the app.", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+            model = demo_model_path(progress=True)
+        hosts = [*(allow_hosts or []), *([] if host in ("0.0.0.0", "::") else [host])]
+        if host in ("0.0.0.0", "::"):
+            hosts += [socket.gethostname(), socket.getfqdn()]
+        app = create_app(model, data_dir, samples, max_upload_bytes=int(max_upload_mb * 1024 * 1024), title=title,
+                         allowed_hosts=hosts)
+        shown = f"[{host}]" if ":" in host else host
+        print(f"Serving {model} at http://{shown}:{port}/  (personal data in {data_dir}; Ctrl+C to stop)", flush=True)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"Note: listening on {host}, so other machines on the network can reach the app (as "
+                  f"{', '.join(hosts[-2:] if host in ('0.0.0.0', '::') else [host])}; add others with "
+                  "--allow-host).", file=sys.stderr)
+        log_actions()
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 
@@ -77,4 +126,4 @@ def run(args: argparse.Namespace) -> int:
         raise mlupdate.ModelFileError(f"No model file at {model}: check the path (or leave it out for the demo).")
     title = "Cat or Dog?" if model is None else model.stem
     data_dir = args.data_dir or default_data_dir(model)
-    return serve(model, data_dir, args.samples, args.host, args.port, args.max_upload_mb, title)
+    return serve(model, data_dir, args.samples, args.host, args.port, args.max_upload_mb, title, args.allow_host)

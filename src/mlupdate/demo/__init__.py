@@ -15,10 +15,14 @@ data directory::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
+import sys
 import warnings
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -51,8 +55,11 @@ def demo_info() -> dict[str, Any]:
         return json.loads(str(z["meta"]))
 
 
-def build_demo_model() -> Any:
+def build_demo_model(step: Callable[[str], None] | None = None) -> Any:
     """Convert the demo network to an updatable Core ML classifier (an :class:`mlupdate.Model`; ~1 minute).
+
+    Args:
+        step: Called with the name of each stage as it starts (for a progress bar), or None.
 
     Returns:
         The model: input ``image`` (RGB 224x224, ImageNet normalisation as the image scaler), classes
@@ -64,7 +71,11 @@ def build_demo_model() -> Any:
     from mlupdate.demo.model import build_demo_net
 
     info = demo_info()
+    if step:
+        step("loading EfficientNet-Lite0")
     net = build_demo_net()
+    if step:
+        step("converting to Core ML")
     with warnings.catch_warnings():
         # convert notes that it rewrote the final softmaxND as softmax for the loss (predictions unchanged)
         warnings.simplefilter("ignore", Warning)
@@ -106,12 +117,39 @@ def demo_model_file(data_dir: str | os.PathLike[str] | None = None) -> Path:
     return (Path(data_dir) if data_dir is not None else user_data_dir()) / "demo" / f"CatDog-{_cache_key()}.mlmodel"
 
 
-def demo_model_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
+@contextlib.contextmanager
+def _assembly_steps(show: bool, total: int) -> Iterator[Callable[[str], None]]:
+    """One progress bar of mlupdate's own (when ``show``); what the converters print meanwhile is hidden."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="Assembling the demo model (first run only)", file=sys.stderr, disable=not show,
+               bar_format="{desc}: {bar:20} {n_fmt}/{total_fmt} {postfix} [{elapsed}]")
+
+    started: list[str] = []
+
+    def step(what: str) -> None:
+        if started:
+            bar.update(1)
+        started.append(what)
+        bar.set_postfix_str(what)
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield step
+        bar.update(total - len(started) + 1)
+        bar.set_postfix_str("done")
+    finally:
+        bar.close()
+
+
+def demo_model_path(data_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> Path:
     """The demo ``.mlmodel``, assembled and cached on first use.
 
     Args:
         data_dir: Folder for the cache (default :func:`user_data_dir`); the model goes to
             ``<data_dir>/demo/CatDog-<hash>.mlmodel``, the hash covering the head weights and mlupdate's version.
+        progress: Show one progress bar on stderr while assembling (the converters' own output is hidden
+            either way).
 
     Returns:
         Path of the cached model (written atomically, so an interrupted first run leaves no broken file).
@@ -120,5 +158,8 @@ def demo_model_path(data_dir: str | os.PathLike[str] | None = None) -> Path:
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    build_demo_model().write(path)
+    with _assembly_steps(progress, total=3) as step:
+        model = build_demo_model(step)
+        step("writing")
+        model.write(path)
     return path

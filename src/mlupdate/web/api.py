@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, File, Form, Header, Request, UploadFile
+from fastapi.responses import FileResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 import mlupdate
@@ -22,7 +21,7 @@ from mlupdate.web.schemas import (
     TrainingStatus,
     TrainParameters,
 )
-from mlupdate.web.service import AppError, AppService
+from mlupdate.web.service import AppError, AppService, shown
 from mlupdate.web.store import Example
 
 router = APIRouter(prefix="/api", tags=["api"])
@@ -31,6 +30,9 @@ E400 = {400: {"model": ErrorOut, "description": "Not an image, a truncated or to
 E404 = {404: {"model": ErrorOut, "description": "No such example or sample."}}
 E409 = {409: {"model": ErrorOut, "description": "A training is running."}}
 E413 = {413: {"model": ErrorOut, "description": "The upload is larger than the server's limit."}}
+E422 = {422: {"model": ErrorOut, "description": "A field or parameter of the wrong type or out of range."}}
+E403 = {403: {"model": ErrorOut, "description": "Refused: sent from another site's page, or without a JSON body "
+                                                "or the `X-Requested-With` header."}}
 
 
 def service(request: Request) -> AppService:
@@ -44,12 +46,12 @@ async def _image_bytes(svc: AppService, image: UploadFile | None, sample: str | 
     if image is not None:
         return await image.read(), image.filename or "the uploaded file"
     if sample:
-        path = svc.sample_path(sample)
-        return await run_in_threadpool(path.read_bytes), sample
+        return await run_in_threadpool(svc.read_sample, sample), sample
     raise AppError(400, "No photo: send an image file in the 'image' field (multipart) or a 'sample' name.")
 
 
-def _example_out(e: Example) -> ExampleOut:
+def example_out(e: Example) -> ExampleOut:
+    """The API's view of a pending example."""
     return ExampleOut(id=e.id, label=e.label, name=e.name, added=e.added, image_url=f"/api/examples/{e.id}/image")
 
 
@@ -66,7 +68,7 @@ def model_info(request: Request) -> Any:
     return service(request).model_info()
 
 
-@router.post("/predict", response_model=Prediction, responses={**E400, **E404, **E413},
+@router.post("/predict", response_model=Prediction, responses={**E400, **E403, **E404, **E413, **E422},
              summary="Classify a photo")
 async def predict(request: Request,
                   image: Annotated[UploadFile | None, File(description="The photo (JPEG, PNG, ...).")] = None,
@@ -75,7 +77,7 @@ async def predict(request: Request,
     svc = service(request)
     data, name = await _image_bytes(svc, image, sample)
     img, _ = await run_in_threadpool(svc.decode, data, name)
-    return await run_in_threadpool(svc.predict, img)
+    return await run_in_threadpool(svc.predict, img, name)
 
 
 @router.get("/examples", response_model=ExampleList, summary="List the pending training examples")
@@ -84,10 +86,11 @@ def list_examples(request: Request) -> Any:
     svc = service(request)
     items = svc.store.list()
     counts = {lab: sum(e.label == lab for e in items) for lab in svc.labels}
-    return ExampleList(count=len(items), counts=counts, examples=[_example_out(e) for e in items])
+    return ExampleList(count=len(items), counts=counts, examples=[example_out(e) for e in items])
 
 
-@router.post("/examples", response_model=ExampleOut, status_code=201, responses={**E400, **E404, **E413},
+@router.post("/examples", response_model=ExampleOut, status_code=201,
+             responses={**E400, **E403, **E404, **E413, **E422},
              summary="Add a labelled photo to the training set")
 async def add_example(request: Request,
                       label: Annotated[str, Form(description="The correct label, e.g. `Cat` or `Dog`.")],
@@ -97,24 +100,24 @@ async def add_example(request: Request,
     svc = service(request)
     svc.check_label(label)
     data, name = await _image_bytes(svc, image, sample)
-    return _example_out(await run_in_threadpool(svc.add_example, data, label, name))
+    return example_out(await run_in_threadpool(svc.add_example, data, label, name))
 
 
-@router.delete("/examples/{example_id}", status_code=204, responses={**E404, **E409},
+@router.delete("/examples/{example_id}", status_code=204, responses={**E403, **E404, **E409, **E422},
                summary="Remove a pending example")
 def remove_example(request: Request, example_id: str) -> None:
     """Delete the photo and its label."""
     service(request).remove_example(example_id)
 
 
-@router.get("/examples/{example_id}/image", responses={**E404}, summary="A pending example's photo",
+@router.get("/examples/{example_id}/image", responses={**E404, **E422}, summary="A pending example's photo",
             response_class=FileResponse)
 def example_image(request: Request, example_id: str) -> Any:
     """The stored photo, as uploaded."""
     svc = service(request)
     ex = svc.store.get(example_id)
     if ex is None:
-        raise AppError(404, f"No pending example with id {example_id!r}.")
+        raise AppError(404, f"No pending example with id {shown(example_id)}.")
     return FileResponse(svc.store.path(ex))
 
 
@@ -126,7 +129,7 @@ def samples(request: Request) -> Any:
 
 @router.post("/train", response_model=TrainingStatus, status_code=202,
              responses={400: {"model": ErrorOut, "description": "No examples, or parameters the model forbids."},
-                        **E409}, summary="Start training on the pending examples")
+                        **E403, **E409, **E413, **E422}, summary="Start training on the pending examples")
 def train(request: Request, parameters: TrainParameters | None = None) -> Any:
     """Start an update of the model in the background. Follow it with `/api/train/events` (SSE) or `/api/train`.
 
@@ -147,64 +150,43 @@ def train_status(request: Request) -> Any:
     return _status(service(request))
 
 
-def _sse(ev: dict[str, Any]) -> str:
-    return f"id: {ev['id']}\nevent: {ev['event']}\ndata: {json.dumps(ev['data'])}\n\n"
+EVENTS_DOC = ("Events, each as it happens: `preparing` {examples}, `training_begin` {examples, epochs, batches, "
+              "learning_rate}, `mini_batch_end` {epoch, batch, batches, step, steps, loss} after every mini-batch, "
+              "`epoch_end` {epoch, epochs, loss}, `saving` {}, then `completed` {loss, photos, duration_s} or "
+              "`failed` {error}; `idle` {TrainingStatus} when nothing has run. The stream ends after the last event.")
 
 
-@router.get("/train/events", summary="Progress of the latest Train as Server-Sent Events",
-            response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "Events `training_begin` {examples, epochs, learning_rate}, "
-                                            "`epoch_end` {epoch, epochs, loss}, then `completed` {loss, photos, "
-                                            "duration_s} or `failed` {error}; `idle` when nothing has run. "
-                                            "The stream ends after the last event."}})
-async def train_events(request: Request) -> StreamingResponse:
-    """Stream the latest Train's events from the start (or after the `Last-Event-ID` header)."""
+@router.get("/train/events", response_class=EventSourceResponse, summary="Progress of the latest Train (SSE)",
+            responses={200: {"description": EVENTS_DOC},
+                       422: {"description": E422[422]["description"],  # JSON, not the route's event stream
+                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}})
+async def train_events(request: Request, last_event_id: Annotated[int | None, Header(
+        description="Resume after this event id (browsers send it when they reconnect).")] = None,
+                       ) -> AsyncIterator[ServerSentEvent]:
+    """Stream the latest Train's events from the start (or after the `Last-Event-ID` header), pushed as they happen."""
     svc = service(request)
     job = svc.job
-    try:
-        start = int(request.headers.get("last-event-id", "-1")) + 1
-    except ValueError:
-        start = 0
-
-    async def stream() -> AsyncIterator[str]:
-        if job is None:
-            yield _sse({"id": 0, "event": "idle", "data": _status(svc).model_dump()})
-            return
-        i, quiet = start, 0.0
-        while True:
-            events, finished = job.events_since(i)
-            for ev in events:
-                yield _sse(ev)
-            i += len(events)
-            if finished and not events:
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(0.05)
-            quiet = 0.0 if events else quiet + 0.05
-            if quiet >= 15:
-                quiet = 0.0
-                yield ": keep-alive\n\n"
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    if job is None:
+        yield ServerSentEvent(id="0", event="idle", data=_status(svc).model_dump())
+        return
+    async for ev in job.follow(0 if last_event_id is None else max(last_event_id + 1, 0)):
+        yield ServerSentEvent(id=str(ev["id"]), event=ev["event"], data=ev["data"])
 
 
-@router.get("/model/download", response_class=FileResponse, responses={**E404},
+@router.get("/model/download", response_class=FileResponse, responses={**E404, **E422},
             summary="Download the personalised .mlmodel")
 def download(request: Request, original: bool = False) -> Any:
     """The personalised model file (or the original with `?original=true`), to use in an app with Core ML."""
     svc = service(request)
     if original:
         return FileResponse(svc.model_path, media_type="application/octet-stream", filename=svc.model_path.name)
-    if not svc.personalized or not svc.personalized_path.is_file():
+    if svc.personalized_path is None or not svc.personalized_path.is_file():
         raise AppError(404, "There is no personalised model yet: add examples and Train first.")
     name = f"{svc.model_path.stem}-personalized.mlmodel"
     return FileResponse(svc.personalized_path, media_type="application/octet-stream", filename=name)
 
 
-@router.post("/reset", response_model=ResetOut, responses={**E409}, summary="Go back to the original model")
+@router.post("/reset", response_model=ResetOut, responses={**E403, **E409}, summary="Go back to the original model")
 def reset(request: Request) -> Any:
     """Delete the personalised model; predictions use the original model again. Pending examples are kept."""
     return ResetOut(reset=service(request).reset(), personalized=False)

@@ -2,32 +2,35 @@
 
 Only mlupdate's public API is used: :func:`mlupdate.load`, :class:`mlupdate.Model`,
 :class:`mlupdate.UpdateTask`, :class:`mlupdate.ProgressHandlers`, :class:`mlupdate.ImageConstraint`.
-
-Data directory layout::
-
-    personalized.mlmodel   the updated model (written atomically; used for every prediction)
-    personalized.json      what it was trained from (base model hash, time, photos, losses)
-    examples/              pending labelled photos (see :mod:`mlupdate.web.store`)
+The data directory (pending photos, the personalised model and its record) is kept by
+:class:`mlupdate.web.store.Store`, which changes it atomically. Each action logs one line to the
+``mlupdate.web`` logger (``mlupdate serve`` prints them).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
-import json
+import logging
+import math
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 import mlupdate
-from mlupdate.web.store import Example, ExampleStore, write_text_atomic
+from mlupdate.web.jobs import TrainingJob
+from mlupdate.web.store import Example, Store
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_NAME = 1024  # longest sample name (path) accepted
+log = logging.getLogger("mlupdate.web")
 
 
 class AppError(Exception):
@@ -39,38 +42,25 @@ class AppError(Exception):
         self.message = message
 
 
-@dataclass
-class TrainingJob:
-    """One Train: its state and the events the page shows (``training_begin``, ``epoch_end``, ``completed``...)."""
+def shown(name: str, limit: int = 60) -> str:
+    """A user-given name, quoted and cut to ``limit`` characters, for messages."""
+    return repr(name if len(name) <= limit else name[:limit] + "…")
 
-    id: int
-    examples: list[str]
-    epochs: int | None
-    state: str = "running"  # running, completed, failed
-    events: list[dict[str, Any]] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    error: str | None = None
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-    task: Any = None
-    cond: threading.Condition = field(default_factory=threading.Condition)
 
-    def emit(self, event: str, **data: Any) -> None:
-        with self.cond:
-            self.events.append({"id": len(self.events), "event": event, "data": data})
-            self.cond.notify_all()
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full (an ``OSError`` or mlupdate's message about one)."""
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or os.strerror(errno.ENOSPC) in str(exc)
 
-    def events_since(self, index: int) -> tuple[list[dict[str, Any]], bool]:
-        """Events from ``index`` on, and whether the job has finished."""
-        with self.cond:
-            return self.events[index:], self.state != "running"
 
-    def status(self) -> dict[str, Any]:
-        end = self.finished or time.time()
-        return {"job": self.id, "state": self.state, "examples": len(self.examples), "epochs": self.epochs,
-                "epoch": len(self.losses), "loss": self.losses[-1] if self.losses else None,
-                "losses": list(self.losses), "error": self.error, "started": self.started,
-                "finished": self.finished, "duration_s": round(end - self.started, 3)}
+def full_message(folder: Path, what: str) -> str:
+    """What to tell the user when the disk holding ``folder`` is full."""
+    return (f"The disk holding {folder} is full, so {what}. Nothing was lost: free some disk space (or start "
+            "the app with another --data-dir) and try again.")
+
+
+def plural(n: int, word: str) -> str:
+    """``1 photo``, ``2 photos``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _sha256(path: Path) -> str:
@@ -97,16 +87,15 @@ class AppService:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.samples_dir = Path(samples_dir).resolve() if samples_dir else None
         self.max_pixels = max_pixels
-        self.personalized_path = self.data_dir / "personalized.mlmodel"
-        self.personalized_info_path = self.data_dir / "personalized.json"
         self.base_model = mlupdate.load(self.model_path)
         self.base_sha = _sha256(self.model_path)
         self._inspect(self.base_model)
-        self.store = ExampleStore(self.data_dir / "examples")
+        self.store = Store(self.data_dir)
         self._lock = threading.Lock()
         self.job: TrainingJob | None = None
         self._jobs = 0
         self.model = self.base_model
+        self.personalized_path: Path | None = None
         self.info: dict[str, Any] | None = None
         self.warning: str | None = None
         self._load_personalized()
@@ -132,21 +121,20 @@ class AppService:
         self.label_output = d.predicted_feature_name
 
     def _load_personalized(self) -> None:
-        if not self.personalized_path.is_file():
+        current = self.store.model()
+        if current is None:
+            return
+        path, info = current
+        if info.get("base_sha256") != self.base_sha:
+            self.warning = (f"The personalised model in {self.data_dir} was trained from another model than "
+                            f"{self.model_path.name}, so the original model is used. Reset to discard it.")
             return
         try:
-            info = json.loads(self.personalized_info_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            info = {}
-        if info.get("base_sha256") not in (None, self.base_sha):
-            self.warning = (f"{self.personalized_path} was trained from another model than {self.model_path}; "
-                            "using the original model. Reset to discard the old personalised model.")
-            return
-        try:
-            self.model = mlupdate.load(self.personalized_path)
-            self.info = info
+            self.model = mlupdate.load(path)
         except mlupdate.Error as exc:
-            self.warning = f"The personalised model could not be loaded ({exc}); using the original model."
+            self.warning = f"The personalised model could not be loaded, so the original model is used: {exc}"
+            return
+        self.personalized_path, self.info = path, info
 
     # -- state -----------------------------------------------------------------------------------
     @property
@@ -177,25 +165,36 @@ class AppService:
             AppError: 400 for an empty file, a file that is not an image, a truncated image or one over
                 the pixel limit.
         """
+        name = shown(name)
         if not data:
             raise AppError(400, f"{name} is empty: choose a photo (JPEG or PNG).")
         try:
-            with Image.open(io.BytesIO(data)) as probe:
-                fmt = probe.format
-        except Exception:  # noqa: BLE001 - Pillow raises many kinds; prepare() below gives the message
-            fmt = None
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as probe:
+                    fmt, (w, h) = probe.format, probe.size
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            fmt, w, h = None, self.max_pixels + 1, 1
+        except (UnidentifiedImageError, OSError, ValueError):
+            raise AppError(400, f"{name} is not an image file we can read: choose a photo (JPEG or PNG).") from None
+        if w * h > self.max_pixels:
+            raise AppError(400, f"{name} has {w * h:,} pixels, over the limit of {self.max_pixels:,} this app "
+                                "accepts: choose a smaller photo.")
         try:
             img = self.constraint.prepare(data, self.base_model.crop_and_scale, max_pixels=self.max_pixels)
-        except mlupdate.ImageError as exc:
-            raise AppError(400, str(exc).replace("uploaded image", name, 1)) from None
+        except mlupdate.ImageError:
+            raise AppError(400, f"{name} is truncated or damaged, so it cannot be read: choose another "
+                                "photo.") from None
         return img, fmt
 
-    def predict(self, image: Image.Image) -> dict[str, Any]:
+    def predict(self, image: Image.Image, name: str = "a photo") -> dict[str, Any]:
         """The label and the probability of every class."""
         out = self.model.predict({self.image_input: image})
         probs = out.get(self.probabilities_output or "", {})
         probs = {str(k): float(v) for k, v in probs.items()} if isinstance(probs, dict) else {}
         label = str(out.get(self.label_output or "", max(probs, key=probs.get) if probs else ""))
+        which = "personalised" if self.personalized else "original"
+        log.info("Predicted %s (%.0f%%) for %s with the %s model", label, 100 * probs.get(label, 0), name, which)
         return {"label": label, "probabilities": {lab: probs.get(lab, 0.0) for lab in self.labels},
                 "personalized": self.personalized}
 
@@ -206,7 +205,7 @@ class AppService:
         for lab in self.labels:
             if lab.lower() == str(label).strip().lower():
                 return lab
-        raise AppError(400, f"Unknown label {label!r}: the model's labels are {', '.join(self.labels)}.")
+        raise AppError(400, f"Unknown label {shown(label)}: the model's labels are {', '.join(self.labels)}.")
 
     # -- samples -----------------------------------------------------------------------------------
     def samples(self) -> list[str]:
@@ -221,30 +220,46 @@ class AppService:
         """The file of a sample, refusing anything outside the samples folder (404)."""
         if self.samples_dir is None:
             raise AppError(404, "This server has no sample photos (start it with --samples DIR).")
-        p = (self.samples_dir / name).resolve()
-        if not p.is_relative_to(self.samples_dir) or not p.is_file():
-            raise AppError(404, f"No sample photo named {name!r}.")
+        missing = AppError(404, f"No sample photo named {shown(name)}.")
+        if not name or "\x00" in name or len(name) > MAX_NAME or any(len(part) > 255 for part in name.split("/")):
+            raise missing
+        try:
+            p = (self.samples_dir / name).resolve()
+            if not p.is_relative_to(self.samples_dir) or not p.is_file():
+                raise missing
+        except (OSError, ValueError):
+            raise missing from None
         return p
+
+    def read_sample(self, name: str) -> bytes:
+        """The bytes of a sample photo (404 as :meth:`sample_path`)."""
+        try:
+            return self.sample_path(name).read_bytes()
+        except OSError:
+            raise AppError(404, f"The sample photo {shown(name)} cannot be read.") from None
 
     # -- examples ----------------------------------------------------------------------------------
     def add_example(self, data: bytes, label: str, name: str) -> Example:
         label = self.check_label(label)
         _, fmt = self.decode(data, name)
         try:
-            return self.store.add(data, label, name, fmt)
+            ex = self.store.add(data, label, name, fmt)
         except OSError as exc:
-            raise AppError(507, f"Could not store the photo in {self.store.folder}: {exc.strerror or exc}. "
-                                "Free some disk space or choose another --data-dir.") from None
+            if disk_full(exc):
+                raise AppError(507, full_message(self.data_dir, "the photo could not be stored")) from None
+            raise AppError(507, f"Could not store the photo in {self.data_dir}: {exc.strerror or exc}. "
+                                "Choose another --data-dir.") from None
+        log.info("Added %s as %s (%d waiting to train on)", ex.name, label, len(self.store.list()))
+        return ex
 
     def remove_example(self, example_id: str) -> None:
-        if self.store.get(example_id) is None:
-            raise AppError(404, f"No pending example with id {example_id!r} (already trained or removed?).")
+        ex = self.store.get(example_id)
+        if ex is None:
+            raise AppError(404, f"No pending example with id {shown(example_id)}: already trained on or removed.")
         if self.training and example_id in (self.job.examples if self.job else []):
             raise AppError(409, "That photo is being trained on right now; remove it when the training has finished.")
-        try:
-            self.store.remove([example_id])
-        except OSError as exc:
-            raise AppError(507, f"Could not update {self.store.folder}: {exc.strerror or exc}.") from None
+        self.store.remove([example_id])
+        log.info("Removed %s (%s) from the training set", ex.name, ex.label)
 
     # -- training ----------------------------------------------------------------------------------
     def start_training(self, parameters: dict[str, Any] | None = None) -> TrainingJob:
@@ -266,50 +281,61 @@ class AppService:
                 img, _ = self.decode(self.store.path(ex).read_bytes(), ex.name)
                 data.append({self.image_input: img, self.label_input: ex.label})
             self._jobs += 1
-            job = TrainingJob(self._jobs, [e.id for e in examples], None)
-            handlers = mlupdate.ProgressHandlers(events={"training_begin", "epoch_end"},
+            job = TrainingJob(self._jobs, [e.id for e in examples])
+            handlers = mlupdate.ProgressHandlers(events={"training_begin", "mini_batch_end", "epoch_end"},
                                                  handler=lambda ctx: self._progress(job, ctx))
             task = mlupdate.UpdateTask(self.model, data, parameters=parameters, progress_handlers=handlers,
                                        completion_handler=lambda ctx: self._completed(job, ctx))
             job.task = task
-            job.epochs = task.parameters.get("epochs")
+            job.epochs = int(task.parameters.get("epochs") or 1)
+            job.batches = math.ceil(len(examples) / int(task.parameters.get("mini_batch_size") or len(examples)))
             self.job = job
+            job.emit("preparing", examples=len(examples))
+            log.info("Training on %s, %s...", plural(len(examples), "photo"), plural(job.epochs, "epoch"))
             task.resume()
             return job
 
     def _progress(self, job: TrainingJob, ctx: Any) -> None:
+        m = ctx.metrics
         if ctx.event == "training_begin":
-            job.emit("training_begin", examples=len(job.examples), epochs=job.epochs,
+            job.emit("training_begin", examples=len(job.examples), epochs=job.epochs, batches=job.batches,
                      learning_rate=ctx.parameters.get("learning_rate"))
+        elif ctx.event == "mini_batch_end":
+            epoch, batch = int(m["epoch_index"]), int(m["mini_batch_index"])
+            job.emit("mini_batch_end", epoch=epoch + 1, batch=batch + 1, batches=job.batches,
+                     step=epoch * job.batches + batch + 1, steps=(job.epochs or 1) * job.batches,
+                     loss=float(m["loss"]))
         elif ctx.event == "epoch_end":
-            loss = float(ctx.metrics["loss"])
+            loss = float(m["loss"])
             job.losses.append(loss)
-            job.emit("epoch_end", epoch=int(ctx.metrics["epoch_index"]) + 1, epochs=job.epochs, loss=loss)
+            job.emit("epoch_end", epoch=int(m["epoch_index"]) + 1, epochs=job.epochs, loss=loss)
 
     def _completed(self, job: TrainingJob, ctx: Any) -> None:
-        error = ctx.task.error
+        path = None
         try:
-            if error is not None:
-                raise error
+            if ctx.task.error is not None:
+                raise ctx.task.error
+            job.emit("saving")
             model = ctx.model
-            model.write(self.personalized_path)  # atomic: a crash leaves the old file
+            path = self.store.new_model_path()
+            model.write(path)  # a new, immutable file; the commit below makes it current
             info = {"base_sha256": self.base_sha, "trained": time.time(), "photos": len(job.examples),
                     "losses": job.losses, "trainings": (self.info or {}).get("trainings", 0) + 1}
-            write_text_atomic(self.personalized_info_path, json.dumps(info, indent=1))
-            self.model, self.info, self.warning = model, info, None
-            self.store.remove(job.examples)
+            self.store.commit_training(path, info, job.examples)
+            self.model, self.personalized_path, self.info, self.warning = model, path, info, None
         except Exception as exc:  # noqa: BLE001 - reported to the page; the server keeps running
-            job.error = str(exc) or type(exc).__name__
-            job.finished = time.time()
-            with job.cond:
-                job.state = "failed"
+            if path is not None and path != self.personalized_path:
+                path.unlink(missing_ok=True)
+            job.error = (full_message(self.data_dir, "the trained model could not be saved")
+                         if disk_full(exc) else str(exc) or type(exc).__name__)
+            log.info("Training failed: %s", job.error)
             job.emit("failed", error=job.error)
             return
-        job.finished = time.time()
-        with job.cond:
-            job.state = "completed"
-        job.emit("completed", loss=job.losses[-1] if job.losses else None, photos=len(job.examples),
-                 duration_s=round(job.finished - job.started, 3))
+        duration = round(time.time() - job.started, 3)
+        loss = job.losses[-1] if job.losses else None
+        log.info("Trained on %s in %.1f s (loss %s): the personalised model is saved",
+                 plural(len(job.examples), "photo"), duration, "?" if loss is None else f"{loss:.4f}")
+        job.emit("completed", loss=loss, photos=len(job.examples), duration_s=duration)
 
     # -- reset -------------------------------------------------------------------------------------
     def reset(self) -> bool:
@@ -321,8 +347,7 @@ class AppService:
         with self._lock:
             if self.training:
                 raise AppError(409, "A training is running; reset after it has finished.")
-            had = self.personalized_path.exists()
-            self.model, self.info, self.warning = self.base_model, None, None
-            self.personalized_path.unlink(missing_ok=True)
-            self.personalized_info_path.unlink(missing_ok=True)
+            had = self.store.reset()
+            self.model, self.personalized_path, self.info, self.warning = self.base_model, None, None, None
+            log.info("Reset to the original model")
             return had

@@ -1,25 +1,37 @@
-"""The pending training examples of the web app, kept on disk so that a restart keeps them.
+"""The web app's data directory: pending examples and the personalised model, changed atomically.
 
-Layout inside the app's data directory::
+Layout inside the data directory::
 
-    examples/index.json        [{"id", "label", "file", "name", "added"}, ...]
-    examples/<id>.<jpg|png|...> the uploaded image bytes, as uploaded (already checked to decode)
+    state.sqlite3              SQLite in WAL mode: the pending examples and which model file is current
+    examples/<id>.<jpg|png|…>  the uploaded image bytes, as uploaded (already checked to decode)
+    models/<version>.mlmodel   personalised models; a file is written once, never modified
 
-Every write of the index is atomic (temporary file, fsync, rename).
+Every change of state is one SQLite transaction. A Train writes a new model file first, then in one
+transaction makes it current, records what it learned and removes the examples it used; only then are the
+old model file and the used photos deleted. A crash at any point therefore leaves either the state before
+the Train or the one after it. Files that no row names (a write cut short, a deletion not yet done) are
+removed when the store opens; the files of the earlier layout (``examples/index.json``,
+``personalized.mlmodel`` and ``.json``) are taken over first.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS examples (id TEXT PRIMARY KEY, label TEXT NOT NULL, file TEXT NOT NULL,
+                                     name TEXT NOT NULL, added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS model (one INTEGER PRIMARY KEY CHECK (one = 1), file TEXT NOT NULL, info TEXT NOT NULL);
+"""
 
 
 @dataclass(frozen=True)
@@ -33,89 +45,162 @@ class Example:
     added: float
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, fsync and rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_bytes_synced(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file ``path`` through a temporary name, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
 
 
-class ExampleStore:
-    """Labelled photos on disk with a JSON index; safe to use from several threads.
+class Store:
+    """The app's state in ``data_dir``; safe to use from several threads.
 
     Args:
-        folder: The ``examples`` folder (created if missing).
+        data_dir: The data directory (created if missing).
     """
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._index = folder / "index.json"
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.examples_dir = data_dir / "examples"
+        self.models_dir = data_dir / "models"
+        self.examples_dir.mkdir(parents=True, exist_ok=True)
+        self.models_dir.mkdir(exist_ok=True)
         self._lock = threading.Lock()
-        self._items = self._read()
+        self._db = sqlite3.connect(data_dir / "state.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._adopt_old_layout()
+        self.clean()
 
-    def _read(self) -> list[Example]:
-        try:
-            raw = json.loads(self._index.read_text(encoding="utf-8"))
-            items = [Example(**{k: e[k] for k in ("id", "label", "file", "name", "added")}) for e in raw]
-        except FileNotFoundError:
-            return []
-        except (OSError, ValueError, TypeError, KeyError):
-            # A damaged index (edited by hand?): start afresh rather than refuse to start the app.
-            return []
-        return [e for e in items if (self.folder / e.file).is_file()]
+    def _adopt_old_layout(self) -> None:
+        """Take over the files of mlupdate 0.1's layout (``examples/index.json``, ``personalized.mlmodel``)."""
+        index, model, info = (self.examples_dir / "index.json", self.data_dir / "personalized.mlmodel",
+                              self.data_dir / "personalized.json")
+        if index.is_file():
+            try:
+                rows = [(e["id"], e["label"], e["file"], e["name"], e["added"])
+                        for e in json.loads(index.read_text(encoding="utf-8"))]
+            except (ValueError, TypeError, KeyError):
+                rows = []
+            with self._lock:
+                self._db.executemany("INSERT OR IGNORE INTO examples VALUES (?, ?, ?, ?, ?)",
+                                     [r for r in rows if (self.examples_dir / str(r[2])).is_file()])
+            index.unlink()
+        if model.is_file() and self.model() is None:
+            try:
+                record = json.loads(info.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                record = {}
+            dest = self.new_model_path()
+            os.replace(model, dest)
+            with self._lock:
+                self._db.execute("INSERT INTO model VALUES (1, ?, ?)", (dest.name, json.dumps(record)))
+        info.unlink(missing_ok=True)
 
-    def _save(self, items: list[Example]) -> None:
-        """Write the index, then adopt ``items`` (so a failed write changes nothing)."""
-        write_text_atomic(self._index, json.dumps([asdict(e) for e in items], indent=1))
-        self._items = items
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
 
+    def clean(self) -> list[Path]:
+        """Delete the files no row names (left by a crash); returns them."""
+        with self._lock:
+            keep = {r[0] for r in self._db.execute("SELECT file FROM examples")}
+            model = {r[0] for r in self._db.execute("SELECT file FROM model")}
+        gone = [p for p in self.examples_dir.iterdir() if p.name not in keep]
+        gone += [p for p in self.models_dir.iterdir() if p.name not in model]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
+
+    # -- examples ----------------------------------------------------------------------------------
     def list(self) -> list[Example]:
         """The pending examples, oldest first."""
         with self._lock:
-            return list(self._items)
+            rows = self._db.execute("SELECT id, label, file, name, added FROM examples ORDER BY rowid").fetchall()
+        return [Example(*r) for r in rows]
 
     def get(self, example_id: str) -> Example | None:
         """The example with this id, or None."""
         with self._lock:
-            return next((e for e in self._items if e.id == example_id), None)
+            row = self._db.execute("SELECT id, label, file, name, added FROM examples WHERE id = ?",
+                                   (example_id,)).fetchone()
+        return Example(*row) if row else None
 
     def path(self, example: Example) -> Path:
         """Where the example's image bytes are stored."""
-        return self.folder / example.file
+        return self.examples_dir / example.file
 
     def add(self, data: bytes, label: str, name: str, image_format: str | None) -> Example:
-        """Store the bytes of an image (already checked to decode) with its label."""
+        """Store the bytes of an image (already checked to decode) with its label.
+
+        Raises:
+            OSError: If the file cannot be written (nothing is recorded then).
+        """
         ex_id = uuid.uuid4().hex[:12]
         ext = EXTENSIONS.get((image_format or "").upper(), ".img")
         example = Example(ex_id, label, ex_id + ext, Path(name or "photo").name[:120], time.time())
-        dest = self.folder / example.file
-        tmp = self.folder / f".{example.file}.tmp"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
-            with self._lock:
-                self._save([*self._items, example])
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            dest.unlink(missing_ok=True)
-            raise
+        write_bytes_synced(self.examples_dir / example.file, data)
+        with self._lock:
+            self._db.execute("INSERT INTO examples VALUES (?, ?, ?, ?, ?)",
+                             (example.id, example.label, example.file, example.name, example.added))
         return example
 
-    def remove(self, ids: list[str] | set[str]) -> int:
-        """Remove examples by id (index first, then files); returns how many were removed."""
-        ids = set(ids)
+    def remove(self, ids: list[str]) -> int:
+        """Remove examples by id (rows first, then files); returns how many were removed."""
         with self._lock:
-            gone = [e for e in self._items if e.id in ids]
-            self._save([e for e in self._items if e.id not in ids])
-        for e in gone:
-            (self.folder / e.file).unlink(missing_ok=True)
+            gone = self._delete_examples(ids)
+        for f in gone:
+            (self.examples_dir / f).unlink(missing_ok=True)
         return len(gone)
+
+    def _delete_examples(self, ids: list[str]) -> list[str]:
+        marks = ",".join("?" * len(ids))
+        files = [r[0] for r in self._db.execute(f"SELECT file FROM examples WHERE id IN ({marks})", ids)]
+        self._db.execute(f"DELETE FROM examples WHERE id IN ({marks})", ids)
+        return files
+
+    # -- the personalised model --------------------------------------------------------------------
+    def model(self) -> tuple[Path, dict[str, Any]] | None:
+        """The current personalised model file and what it was trained from, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT file, info FROM model").fetchone()
+        return (self.models_dir / row[0], json.loads(row[1])) if row else None
+
+    def new_model_path(self) -> Path:
+        """A fresh file name for the next personalised model (in ``models/``)."""
+        return self.models_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.mlmodel"
+
+    def commit_training(self, model_file: Path, info: dict[str, Any], used: list[str]) -> None:
+        """In one transaction: make ``model_file`` current with ``info`` and drop the ``used`` examples."""
+        with self._lock:
+            old = self._db.execute("SELECT file FROM model").fetchone()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO model VALUES (1, ?, ?)", (model_file.name, json.dumps(info)))
+                files = self._delete_examples(used)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        for f in files:
+            (self.examples_dir / f).unlink(missing_ok=True)
+        if old and old[0] != model_file.name:
+            (self.models_dir / old[0]).unlink(missing_ok=True)
+
+    def reset(self) -> bool:
+        """Forget the personalised model (and delete its file); returns whether there was one."""
+        with self._lock:
+            old = self._db.execute("SELECT file FROM model").fetchone()
+            self._db.execute("DELETE FROM model")
+        if old:
+            (self.models_dir / old[0]).unlink(missing_ok=True)
+        return old is not None

@@ -1,26 +1,29 @@
-// The Cat/Dog page: predict, label, train (progress over Server-Sent Events), reset. No build step.
+// The Cat/Dog page: predict, label, train (live progress over Server-Sent Events), reset. No build step.
 "use strict";
 (function () {
   const $ = (sel) => document.querySelector(sel);
   const $$ = (sel) => Array.from(document.querySelectorAll(sel));
-  const APP = window.APP || { labels: [] };
+  const APP = JSON.parse(document.body.dataset.app || "{}");
   let current = null; // {file: File} or {sample: "cat/x.jpg"}
   let events = null;
-  let toastTimer = null;
+  const timers = {};
 
-  function toast(message, isError) {
-    const el = $("#toast");
+  // Messages sit in the page's flow, next to what they are about: they never cover anything.
+  function say(id, message, isError) {
+    const el = $("#" + id);
     el.textContent = message;
     el.classList.toggle("error", !!isError);
     el.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => { el.hidden = true; }, isError ? 7000 : 3000);
+    clearTimeout(timers[id]);
+    if (!isError) timers[id] = setTimeout(() => { el.hidden = true; }, 5000);
   }
+
+  function hush(id) { clearTimeout(timers[id]); $("#" + id).hidden = true; }
 
   async function api(method, url, body) {
     let res;
     try {
-      res = await fetch(url, { method, body, headers: { Accept: "application/json" } });
+      res = await fetch(url, { method, body, headers: { Accept: "application/json", "X-Requested-With": "mlupdate" } });
     } catch (e) {
       throw new Error("The server cannot be reached. Is mlupdate still running?");
     }
@@ -50,13 +53,27 @@
     $("#download").hidden = !personalized;
   }
 
+  function showPreview(ok) {
+    $("#preview").hidden = !ok;
+    $("#no-preview").hidden = ok;
+  }
+
   // -- predicting ---------------------------------------------------------------------------
+  function clearBars() {
+    for (const bar of $$(".bar")) {
+      bar.querySelector(".bar-fill").style.width = "0";
+      bar.querySelector(".bar-value").textContent = "–";
+    }
+  }
+
   async function predict() {
     if (!current) return;
+    hush("msg-result");
     $("#empty").hidden = true;
     $("#prediction").hidden = false;
     $("#label").textContent = "…";
     $("#label").className = "";
+    $("#answered-by").textContent = "";
     try {
       const p = await api("POST", "/api/predict", photoForm());
       $("#label").textContent = p.label;
@@ -72,13 +89,10 @@
       $$(".label-btn").forEach((b) => { b.disabled = false; });
     } catch (e) {
       $("#label").textContent = "?";
-      for (const bar of $$(".bar")) {
-        bar.querySelector(".bar-fill").style.width = "0";
-        bar.querySelector(".bar-value").textContent = "–";
-      }
-      $("#answered-by").textContent = e.message;
+      clearBars();
+      if (e.status === 400) showPreview(false);
       $$(".label-btn").forEach((b) => { b.disabled = true; });
-      toast(e.message, true);
+      say("msg-result", e.message, true);
     }
   }
 
@@ -86,6 +100,7 @@
     current = sel;
     const img = $("#preview");
     if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+    showPreview(true);
     if (sel.file) {
       img.dataset.url = URL.createObjectURL(sel.file);
       img.src = img.dataset.url;
@@ -100,9 +115,11 @@
     predict();
   }
 
+  $("#preview").addEventListener("error", () => showPreview(false)); // never a broken-image icon
   $("#file").addEventListener("change", (ev) => {
     const f = ev.target.files && ev.target.files[0];
     if (f) choose({ file: f });
+    ev.target.value = ""; // so that choosing the same file again is noticed
   });
   const drop = $("#drop");
   ["dragenter", "dragover"].forEach((t) => drop.addEventListener(t, (ev) => {
@@ -141,8 +158,7 @@
         "Training on one label pulls every prediction toward it: add a few photos of the other class too " +
         "(ones the model already gets right are fine).";
     }
-    const ul = $("#examples");
-    ul.replaceChildren(...list.examples.map((e) => {
+    $("#examples").replaceChildren(...list.examples.map((e) => {
       const li = document.createElement("li");
       li.dataset.id = e.id;
       const img = document.createElement("img");
@@ -158,7 +174,7 @@
   }
 
   async function refreshExamples() {
-    try { renderExamples(await api("GET", "/api/examples")); } catch (e) { toast(e.message, true); }
+    try { renderExamples(await api("GET", "/api/examples")); } catch (e) { say("msg-training", e.message, true); }
   }
 
   $$(".label-btn").forEach((btn) => btn.addEventListener("click", async () => {
@@ -169,9 +185,9 @@
     try {
       await api("POST", "/api/examples", fd);
       await refreshExamples();
-      toast(`Added as ${btn.dataset.label}. Add a few more, then press Train.`);
+      say("msg-result", `Added as ${btn.dataset.label}. Add a few more, then press Train.`);
     } catch (e) {
-      toast(e.message, true);
+      say("msg-result", e.message, true);
     } finally {
       btn.disabled = false;
     }
@@ -180,53 +196,72 @@
   $("#examples").addEventListener("click", async (ev) => {
     const rm = ev.target.closest(".remove");
     if (!rm) return;
-    const id = rm.closest("li").dataset.id;
     try {
-      await api("DELETE", "/api/examples/" + encodeURIComponent(id));
+      await api("DELETE", "/api/examples/" + encodeURIComponent(rm.closest("li").dataset.id));
       await refreshExamples();
-    } catch (e) { toast(e.message, true); }
+    } catch (e) { say("msg-training", e.message, true); }
   });
 
   // -- training -----------------------------------------------------------------------------
+  const run = { points: [], steps: 1, batches: 1 };
+
   function log(text, cls) {
     const li = document.createElement("li");
     li.textContent = text;
     if (cls) li.className = cls;
     $("#log").append(li);
-    li.scrollIntoView({ block: "nearest" });
+    $("#log").scrollTop = $("#log").scrollHeight;
   }
+
+  function progress(fraction, phase) {
+    const bar = $("#bar");
+    bar.max = 100;
+    if (fraction === null) bar.removeAttribute("value"); // an indeterminate bar while there is no count
+    else bar.value = Math.round(fraction * 1000) / 10;
+    $("#phase").textContent = phase;
+  }
+
+  const handlers = {
+    preparing: (d) => progress(null, `Preparing ${d.examples} photo${d.examples === 1 ? "" : "s"}…`),
+    training_begin: (d) => {
+      run.points = []; run.batches = d.batches; run.steps = d.epochs * d.batches;
+      LossChart.draw($("#chart"), run.points, run.steps, run.batches);
+      progress(0.05, `Training on ${d.examples} photos: epoch 1 of ${d.epochs}`);
+      log(`Training started on ${d.examples} photo${d.examples === 1 ? "" : "s"}, ${d.epochs} epochs…`);
+    },
+    mini_batch_end: (d) => {
+      run.points.push({ step: d.step, loss: d.loss });
+      LossChart.draw($("#chart"), run.points, run.steps, run.batches);
+      progress(0.05 + 0.85 * d.step / d.steps, `Epoch ${d.epoch}, mini-batch ${d.batch} of ${d.batches}: ` +
+        `loss ${d.loss.toFixed(4)}`);
+    },
+    epoch_end: (d) => log(`Epoch ${d.epoch}/${d.epochs}: loss ${d.loss.toFixed(4)}`),
+    saving: () => progress(0.92, "Saving the personalised model…"),
+    completed: async (d) => {
+      stop();
+      progress(1, "Done.");
+      log(`Done in ${d.duration_s.toFixed(1)} s: the model is personalised and saved.`, "done");
+      setBadge(true);
+      await refreshExamples();
+      if (current) predict();
+    },
+    failed: (d) => {
+      stop();
+      progress(0, "Training failed.");
+      log("Training failed: " + d.error, "error");
+      say("msg-training", "Training failed: " + d.error, true);
+    },
+    idle: () => stop(),
+  };
 
   function follow() {
     if (events) events.close();
     $("#progress").hidden = false;
     $("#train").disabled = true;
     events = new EventSource("/api/train/events");
-    events.addEventListener("training_begin", (ev) => {
-      const d = JSON.parse(ev.data);
-      $("#bar").max = d.epochs || 1; $("#bar").value = 0;
-      log(`Training started on ${d.examples} photo${d.examples === 1 ? "" : "s"}, ${d.epochs} epochs…`);
-    });
-    events.addEventListener("epoch_end", (ev) => {
-      const d = JSON.parse(ev.data);
-      $("#bar").value = d.epoch;
-      log(`Epoch ${d.epoch}/${d.epochs}: loss ${d.loss.toFixed(4)}`);
-    });
-    events.addEventListener("completed", async (ev) => {
-      const d = JSON.parse(ev.data);
-      stop();
-      $("#bar").value = $("#bar").max;
-      log(`Done in ${d.duration_s.toFixed(1)} s: the model is personalised and saved.`, "done");
-      setBadge(true);
-      await refreshExamples();
-      if (current) predict();
-    });
-    events.addEventListener("failed", (ev) => {
-      const d = JSON.parse(ev.data);
-      stop();
-      log("Training failed: " + d.error, "error");
-      toast("Training failed: " + d.error, true);
-    });
-    events.addEventListener("idle", () => stop());
+    for (const [name, fn] of Object.entries(handlers)) {
+      events.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
+    }
     events.onerror = () => { if (events && events.readyState === EventSource.CLOSED) stop(); };
   }
 
@@ -237,13 +272,14 @@
 
   $("#train").addEventListener("click", async () => {
     $("#train").disabled = true;
+    hush("msg-training");
     try {
       await api("POST", "/api/train");
       $("#log").replaceChildren();
       follow();
     } catch (e) {
       $("#train").disabled = false;
-      toast(e.message, true);
+      say("msg-training", e.message, true);
       if (e.status === 409) follow();
     }
   });
@@ -253,12 +289,12 @@
     try {
       const r = await api("POST", "/api/reset");
       setBadge(false);
-      toast(r.reset ? "Back to the original model." : "The original model was already in use.");
+      say("msg-foot", r.reset ? "Back to the original model." : "The original model was already in use.");
       if (current) predict();
-    } catch (e) { toast(e.message, true); }
+    } catch (e) { say("msg-foot", e.message, true); }
   });
 
   if (APP.status && APP.status.state === "running") follow();
-  if (APP.warning) toast(APP.warning, true);
+  if (APP.warning) say("msg-page", APP.warning, true);
   refreshExamples();
 })();
