@@ -2,7 +2,7 @@
 "use strict";
 window.LossChart = (function () {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 600, H = 180, L = 48, R = 12, T = 10, B = 28;
+  const W = 600, H = 180, L = 64, R = 12, T = 10, B = 28;
 
   function el(name, attrs, text) {
     const e = document.createElementNS(NS, name);
