@@ -54,3 +54,12 @@ def test_errors_are_exceptions():
     assert issubclass(mlupdate.Error, Exception)
     for name in ("ModelFileError", "UnsupportedModelError", "UnsupportedLayerError", "SpecError", "FeatureError"):
         assert issubclass(getattr(mlupdate, name), mlupdate.Error)
+
+
+def test_a_git_lfs_pointer_says_to_pull_the_file(tmp_path):
+    # the text a repository holds in place of a file it keeps in Git LFS (git-lfs's pointer format, spec v1)
+    pointer = tmp_path / "Model.mlmodel"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\n"
+                       "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n")
+    with pytest.raises(mlupdate.ModelFileError, match="git lfs pull"):
+        mlupdate.load(pointer)

@@ -45,6 +45,9 @@ Model_pb2 = _import_proto()
 ModelSpec = Any  # Model_pb2.Model; protobuf classes carry no static types
 
 
+GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """Read a ``.mlmodel`` file into a ``Model_pb2.Model``.
 
@@ -75,6 +78,11 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
         raise ModelFileError(f"No model file at {p}: check the path.") from None
     except OSError as exc:
         raise ModelFileError(f"Cannot read {p}: {exc.strerror}. Check the file's permissions.") from None
+    if data.startswith(GIT_LFS_POINTER):
+        raise ModelFileError(
+            f"{p} is a Git LFS pointer ({len(data)} bytes of text), not the model itself: the repository keeps its "
+            "models in Git LFS. Run `git lfs install && git lfs pull` in that repository to download the real file."
+        )
     return parse_spec(data, source=str(p))
 
 
