@@ -48,3 +48,18 @@ def test_update_csv_dry_run_and_errors(setup, capsys):
     assert main(["update", str(model), str(root / "data"), "--out", str(model)]) == 2
     assert main(["update", str(model), str(root / "data"), "--out", str(root / "y.mlmodel"), "--epochs", "9"]) == 2
     assert "allowed" in capsys.readouterr().err
+
+
+def test_update_of_a_knn_pipeline_prints_progress_without_a_loss(tmp_path, pets, capsys):
+    # the shape of Apple's UpdatableDrawingClassifier: an embedding network + an empty updatable k-NN
+    model = pets.parent.parent / "models" / "TinyDrawingClassifier.mlmodel"
+    for label in ("cat", "dog"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for photo in sorted((pets / "train" / label).glob("*.jpg"))[:3]:
+            (tmp_path / "data" / label / photo.name).symlink_to(photo)
+    out = tmp_path / "Personal.mlmodel"
+    assert main(["update", str(model), str(tmp_path / "data"), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "Updated" in printed.out and "loss" not in printed.out and "Error" not in printed.err
+    probe = sorted((pets / "test" / "cat").glob("*.jpg"))[0]
+    assert mlupdate.load(out).predict({"drawing": str(probe)})["label"] in ("cat", "dog")

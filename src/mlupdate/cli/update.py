@@ -94,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     assert task.context is not None
     task.context.write(args.out)
     final = task.context.metrics.get("loss")
-    print(f"Updated {args.model} on {len(data)} examples x {task.parameters.get('epochs')} epochs in "
-          f"{time.perf_counter() - start:.1f} s; final loss {final:.4f}. Wrote {args.out}.")
+    how = f" x {task.parameters.get('epochs')} epochs" if task.parameters.get("epochs") else ""
+    loss = f"; final loss {final:.4f}" if final is not None else ""  # a k-NN update has no loss
+    print(f"Updated {args.model} on {len(data)} examples{how} in {time.perf_counter() - start:.1f} s{loss}. "
+          f"Wrote {args.out}.")
     if args.plot:
         _plot(losses, args.plot)
         print(f"Loss curve: {args.plot}")
@@ -117,13 +119,16 @@ class _Bar:
             per = -(-n // int(p.get("mini_batch_size") or n))
             self.bar = tqdm(total=per * int(p.get("epochs") or 1), unit="batch", desc="update")
             return
+        loss = ctx.metrics.get("loss")
         if ctx.event == "epoch_end":
-            losses.append(float(ctx.metrics["loss"]))
+            if loss is not None:
+                losses.append(float(loss))
             return
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(epoch=ctx.metrics["epoch_index"] + 1, batch=ctx.metrics["mini_batch_index"] + 1,
-                                 loss=f"{ctx.metrics['loss']:.4f}")
+            shown = {"loss": f"{loss:.4f}"} if loss is not None else {}
+            self.bar.set_postfix(epoch=ctx.metrics.get("epoch_index", 0) + 1,
+                                 batch=ctx.metrics.get("mini_batch_index", 0) + 1, **shown)
 
     def close(self) -> None:
         if self.bar is not None:
