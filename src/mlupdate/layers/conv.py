@@ -131,7 +131,8 @@ class Convolution(nn.Module):
             shape = (self.k_ch, self.out_ch // self.groups, *self.k)
         else:
             shape = (self.out_ch, self.k_ch, *self.k)
-        w = weight_array(p.weights, int(np.prod(shape)), f"{g.what} weights").reshape(shape)
+        w = weight_array(p.weights, int(np.prod(shape)), f"{g.what} weights", shape=shape,
+                         channel_axis=1 if self.deconv else 0).reshape(shape)
         self.weight = nn.Parameter(torch.from_numpy(w.copy()), requires_grad=False)
         if p.hasBias:
             b = weight_array(p.bias, self.out_ch, f"{g.what} bias")
