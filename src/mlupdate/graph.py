@@ -146,7 +146,7 @@ def run_node(node: Node, module: nn.Module, env: dict[str, torch.Tensor], n: int
     except Error:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure inside a layer is reported with the layer
-        shapes = ", ".join(f"{i}: {list(env[i].shape[1:])}" for i in node.inputs if i in env)
+        shapes = ", ".join(f"{i}: {[int(d) for d in env[i].shape[1:]]}" for i in node.inputs if i in env)
         raise LayerError(
             f"Layer '{node.name}' ({node.kind}, layer {node.index} of the network) failed on inputs "
             f"[{shapes}] (shapes per example): {exc}. The model's layer parameters do not fit these inputs; "
