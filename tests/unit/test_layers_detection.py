@@ -261,3 +261,5 @@ def test_crop_target_size_must_be_positive(tmp_path):
 
 CASES = NMS_CASES + CROP_CASES
 test_cases = case_test(CASES)
+
+REFERENCE = "numpy greedy NMS and bilinear crop-and-resize written from the proto's comments"

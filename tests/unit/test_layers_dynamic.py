@@ -208,3 +208,5 @@ def test_bad_dynamic_shapes_name_the_layer(tmp_path):
         assert "bcast" in str(exc) and "broadcast" in str(exc)
     else:
         raise AssertionError("broadcasting [2] to [3, 3] must fail")
+
+REFERENCE = "numpy full / broadcast_to / arange / reshape / slicing, and the proto's examples"

@@ -203,3 +203,5 @@ def test_cases_cover_every_kind_and_mode():
     modes = {(layer.WhichOneof("layer"), getattr(layer, layer.WhichOneof("layer")).mode)
              for c in CASES for layer in c.builder().nn_spec.layers if layer.WhichOneof("layer") != "gatherND"}
     assert modes == {(k, m) for k in ("scatter", "scatterND", "scatterAlongAxis") for m in range(7)}
+
+REFERENCE = "numpy gather and scatter loops written from the proto's comments (every ScatterMode)"

@@ -253,3 +253,5 @@ CASES = [
 ]
 
 test_cases = case_test(CASES)
+
+REFERENCE = "properties the distribution fixes (constant fills, prob 0 or 1, one-hot probabilities); statistics"

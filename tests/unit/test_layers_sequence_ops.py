@@ -301,3 +301,5 @@ def test_bad_inputs_name_the_layer(tmp_path, add, shape, inputs):
     with pytest.raises(mlupdate.LayerError, match="'l'"):
         model = mlupdate.load(save(b, tmp_path), executor="torch")
         model.predict({"x": rand(*shape, seed=21), **inputs})
+
+REFERENCE = "numpy tril / triu / cumsum / argsort / one-hot and the proto's worked examples"

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from mlupdate.graph import Graph, compile_layers
+from mlupdate.runtime.network import is_nd  # noqa: F401 - re-exported for the authoring modules (ng.is_nd)
 
 NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
-EXACT_ARRAY_MAPPING = 1
 
 # Layers Core ML can back-propagate through ([CT] NeuralNetworkValidatorGraph.hpp isLayerSupportedForBackprop).
 BACKPROP_LAYERS = ("convolution", "innerProduct", "flatten", "pooling", "batchnorm", "reshape")
@@ -28,11 +28,6 @@ def network(spec: Any) -> Any:
     """The ``NeuralNetwork*`` message of a neural-network spec (None for other types)."""
     kind = spec.WhichOneof("Type")
     return getattr(spec, kind) if kind in NN_TYPES else None
-
-
-def is_nd(nn: Any) -> bool:
-    """Whether the network uses ND blobs (exact array mapping)."""
-    return nn.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
 
 
 def kind_of(layer: Any) -> str:

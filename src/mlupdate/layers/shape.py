@@ -197,13 +197,23 @@ def _expand_dims(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Permute(nn.Module):
-    """``permute`` (legacy): reorder ``[Seq, C, H, W]`` of each example."""
+    """``permute``: reorder ``[Seq, C, H, W]`` of each example (Core ML's batch axis stays in place).
 
-    def __init__(self, axes: list[int]) -> None:
+    Legacy blobs are held ``[N, (Seq,) C, H, W]``; in an ND network the input is a Core ML rank-5
+    ``[Seq, B, C, H, W]``, held ``[N, Seq, B, C, H, W]``.
+    """
+
+    def __init__(self, axes: list[int], nd: bool = False) -> None:
         super().__init__()
         self.perm = [0, *(a + 1 for a in axes)]
+        held = (1, 3, 4, 5)  # held dims of Seq, C, H, W in [N, Seq, B, C, H, W]
+        self.nd_perm = [0, held[axes[0]], 2, *(held[a] for a in axes[1:])] if nd else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.nd_perm is not None:
+            if nd_rank(x) != 5:
+                raise ValueError(f"permute needs a rank-5 input [Seq, B, C, H, W], got rank {nd_rank(x)}")
+            return x.permute(self.nd_perm)
         y = as_sequence(x).permute(self.perm)
         return y[:, 0] if y.shape[1] == 1 else y
 
@@ -213,7 +223,7 @@ def _permute(p: Any, ctx: BuildContext) -> nn.Module:
     axes = int_list(p.axis) or [0, 1, 2, 3]
     if sorted(axes) != [0, 1, 2, 3]:
         raise SpecError(f"Permute layer '{ctx.name}' has axis {axes}, not a permutation of [0, 1, 2, 3].")
-    return Permute(axes)
+    return Permute(axes, ctx.nd)
 
 
 class Transpose(nn.Module):

@@ -23,6 +23,15 @@ DECODE_THREADS = 4  # threads decoding images in parallel
 _OUTPUT_DTYPES = {"float64": np.float64, "int32": np.int32, "float16": np.float16}
 
 
+def is_nd(nn_msg: Any) -> bool:
+    """Whether a ``NeuralNetwork*`` message runs with ND (exact) tensor ranks rather than legacy rank 5.
+
+    Core ML's validator reads a network as ND when its arrays map exactly or its images map to rank 4.
+    """
+    return (nn_msg.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
+            or nn_msg.imageInputShapeMapping == RANK4_IMAGE_MAPPING)
+
+
 def network_of(spec: Any) -> Any:
     """The ``NeuralNetwork*`` message of a neural-network spec."""
     return getattr(spec, spec.WhichOneof("Type"))
@@ -44,7 +53,7 @@ class NetworkProgram:
         self.spec = spec
         self.desc = Description.from_spec(spec)
         nn_msg = network_of(spec)
-        self.nd = nn_msg.arrayInputShapeMapping == EXACT_ARRAY_MAPPING
+        self.nd = is_nd(nn_msg)
         self.rank4_images = nn_msg.imageInputShapeMapping == RANK4_IMAGE_MAPPING
         self.inputs = list(self.desc.inputs.values())
         self._check_input_ranks()

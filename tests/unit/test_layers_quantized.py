@@ -364,3 +364,5 @@ CASES = [
 ]
 
 test_cases = case_test(CASES)
+
+REFERENCE = "coremltools' quantization_utils (quantize_weights and its dequantization) with numpy matmul"
