@@ -21,15 +21,20 @@ PETS = Path(os.environ.get("MLUPDATE_PETS", ROOT.parent / "shared" / "data" / "p
 
 
 def interleaved_medians(funcs: dict[str, Callable[[], Any]], repeats: int, warmup: int = 3) -> dict[str, float]:
-    """Median wall time (seconds) of each function, calling them in turn so drift hits all alike."""
+    """Median wall time (seconds) of each function, calling them in turn so drift hits all alike.
+
+    The order rotates every repeat, so each side follows each other side equally often: a side that
+    runs right after torch otherwise pays for torch's OpenMP threads still spinning on the cores.
+    """
     for _ in range(warmup):
         for f in funcs.values():
             f()
     times: dict[str, list[float]] = {k: [] for k in funcs}
-    for _ in range(repeats):
-        for k, f in funcs.items():
+    keys = list(funcs)
+    for r in range(repeats):
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
             t0 = time.perf_counter()
-            f()
+            funcs[k]()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
