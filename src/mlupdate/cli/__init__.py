@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from mlupdate.errors import Error
 
-COMMANDS = ("inspect", "predict", "lint", "make_updatable", "convert", "update", "serve", "demo")
+COMMANDS = ("inspect", "predict", "lint", "make_updatable", "convert", "update", "serve", "demo", "compile", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

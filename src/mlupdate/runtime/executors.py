@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from mlupdate.errors import Error, ExportError, LayerError, ParameterError
 from mlupdate.graph import Graph
+from mlupdate.runtime import cache
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
 EXECUTORS = ("auto", "onnxruntime", "torch")
@@ -133,30 +132,17 @@ def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_
     return simplify(onnx.load_from_string(buf.getvalue())).SerializeToString()
 
 
-def cache_dir() -> Path:
-    """Where exported ONNX graphs are cached (``$MLUPDATE_CACHE_DIR`` or ``~/.cache/mlupdate``)."""
-    root = os.environ.get("MLUPDATE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "mlupdate")
-    return Path(root) / "onnx"
-
-
 def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: str | None,
                    dynamic_hw: tuple[int, ...] = ()) -> bytes:
     if key is None:
         return export_onnx(graph, samples, batched, dynamic_hw)
     digest = hashlib.sha256(f"{key}|{torch.__version__}|{_EXPORT_VERSION}|{batched}|{dynamic_hw}".encode()
                             ).hexdigest()[:32]
-    path = cache_dir() / f"{digest}.onnx"
-    if path.is_file():
-        return path.read_bytes()
-    data = export_onnx(graph, samples, batched, dynamic_hw)
-    try:
-        from mlupdate.spec.io import write_bytes_atomic
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(data, path)
-    except Exception:  # noqa: BLE001 - the cache is an optimisation only
-        pass
+    name = f"{digest}.onnx"
+    data = cache.read(name)
+    if data is None:
+        data = export_onnx(graph, samples, batched, dynamic_hw)
+        cache.write(name, data)
     return data
 
 
