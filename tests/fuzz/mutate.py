@@ -44,6 +44,29 @@ def seeds() -> list[Seed]:
     reg = [{"input": rng.standard_normal(4).astype(np.float32), "out_true": rng.standard_normal(2).astype(np.float32)}
            for _ in range(6)]
     out.append(Seed("mse_regressor", M.mse_regressor(), {"input": reg[0]["input"]}, reg))
+    out += _knn_seeds(rng)
+    return out
+
+
+def _knn_seeds(rng: np.random.Generator) -> list[Seed]:
+    """An updatable k-NN (coremltools' builder) and the shared k-NN pipeline (embedding network + k-NN)."""
+    from pathlib import Path
+
+    from coremltools.models.nearest_neighbors import KNearestNeighborsClassifierBuilder
+
+    from mlupdate.spec.io import read_spec
+
+    b = KNearestNeighborsClassifierBuilder(input_name="features", output_name="label", number_of_dimensions=4,
+                                           default_class_label="none", k=2)
+    b.add_samples(rng.standard_normal((5, 4)), ["a", "b", "a", "b", "a"])
+    b.spec.isUpdatable = True
+    rows = [{"features": rng.standard_normal(4).astype(np.float32), "label": "ab"[i % 2]} for i in range(4)]
+    out = [Seed("knn", b.spec, {"features": rows[0]["features"]}, rows)]
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "TinyDrawingClassifier.mlmodel"
+    if shared.is_file():
+        drawing = rng.integers(0, 255, (28, 28, 1), dtype=np.uint8)
+        out.append(Seed("knn_pipeline", read_spec(shared), {"drawing": drawing},
+                        [{"drawing": drawing, "label": "x"}, {"drawing": 255 - drawing, "label": "y"}]))
     return out
 
 

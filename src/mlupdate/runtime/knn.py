@@ -78,6 +78,9 @@ class KNNProgram:
             self.tree = cKDTree(self.samples, leafsize=leaf)
         d = spec.description
         self.input = FeatureDescription.from_proto(d.input[0])
+        if self.input.type == "multiArray" and self.input.shape and int(np.prod(self.input.shape)) != self.dimensions:
+            raise SpecError(f"The k-NN's input '{self.input.name}' declares shape {list(self.input.shape)} but its "
+                            f"index has {self.dimensions} dimensions; they must agree. Fix the input's shape.")
         self.label_name = d.predictedFeatureName
         self.probs_name = d.predictedProbabilitiesName
 
