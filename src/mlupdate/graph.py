@@ -142,6 +142,8 @@ def run_node(node: Node, module: nn.Module, env: dict[str, torch.Tensor], n: int
             outs = tuple(o.expand((n, *o.shape[1:])) if o.dim() and o.shape[0] == 1 else o for o in outs)
         if len(outs) < len(node.outputs):
             raise ValueError(f"it computes {len(outs)} output(s) but the model names {len(node.outputs)}")
+        if any(o.dim() == 0 or o.shape[0] != n for o in outs):
+            raise ValueError("its parameters reach past the input's rank (it would mix the examples of a batch)")
         env.update(zip(node.outputs, outs, strict=False))
     except Error:
         raise

@@ -75,6 +75,9 @@ class LegacyReduce(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: PLR0911 - a flat dispatch table
         m, d = self.mode, self.dims
+        if -min(d) > x.dim() - 1:
+            raise ValueError(f"the reduced axes {list(d)} need an input of rank {-min(d)} or more, "
+                             f"got rank {x.dim() - 1}")
         if m == ARGMAX:
             return torch.argmax(x, dim=d[0], keepdim=True).to(x.dtype)
         if m == SUM:

@@ -79,7 +79,9 @@ class NetworkProgram:
         # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
         exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
         flexible = tuple(i for i, f in enumerate(self.inputs) if f.image_constraint and f.image_constraint.flexible)
-        self.executor = make_executor(self.graph, self.sample_inputs(), compute_units, self.batched, cache_key,
+        # two examples when batched: a layer that reaches into the examples axis fails at load, not later
+        self.executor = make_executor(self.graph, self.sample_inputs(2 if self.batched else 1), compute_units,
+                                      self.batched, cache_key,
                                       executor, flexible, exportable, threads)
 
     # -- interface -----------------------------------------------------------------------------
