@@ -49,3 +49,10 @@ def test_nan_weights_are_a_lint_warning(tmp_path):
     b.add_inner_product("fc", np.array([[1.0, np.nan]], np.float32), None, 2, 1, False, "x", "y")
     problems = mlupdate.lint(save(b, tmp_path))
     assert any(p.rule == "non-finite" and p.layer == "fc" for p in problems)
+
+
+def test_a_layer_that_would_produce_a_huge_tensor_is_refused_at_load(tmp_path):
+    b = builder([("x", (1,))], ("y",), nd=True)
+    b.add_broadcast_to_static("big", "x", "y", output_shape=[2147483647])  # found by the fuzzer: 16 GiB
+    with pytest.raises(mlupdate.LayerError, match="limit"):
+        mlupdate.load(save(b, tmp_path), executor="torch")

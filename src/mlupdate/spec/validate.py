@@ -68,13 +68,18 @@ def _limit(env: str, default: int) -> int:
     return int(value) if value.isdigit() else default
 
 
+def max_array_elements() -> int:
+    """The largest array (element count) a model may declare or a layer may produce per example."""
+    return _limit(MAX_ARRAY_ELEMENTS_ENV, DEFAULT_MAX_ARRAY_ELEMENTS)
+
+
 def declared_size_problems(spec: Any, where: str = "The model") -> list[str]:
     """What is wrong with the sizes a model's inputs and outputs declare (nothing allocated).
 
     Negative or zero dimensions, and images or arrays over the limits above, each with the fix.
     """
     max_pixels = _limit(MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS)
-    max_elements = _limit(MAX_ARRAY_ELEMENTS_ENV, DEFAULT_MAX_ARRAY_ELEMENTS)
+    max_elements = max_array_elements()
     out: list[str] = []
     for fd in (*spec.description.input, *spec.description.output):
         kind = fd.type.WhichOneof("Type")
