@@ -15,7 +15,7 @@ from torch import nn
 
 from mlupdate.errors import Error, LayerError, SpecError
 from mlupdate.layers import BuildContext, build_layer
-from mlupdate.spec.validate import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
+from mlupdate.layers.common import check_size
 
 
 @dataclass(frozen=True)
@@ -145,11 +145,8 @@ def run_node(node: Node, module: nn.Module, env: dict[str, torch.Tensor], n: int
             raise ValueError(f"it computes {len(outs)} output(s) but the model names {len(node.outputs)}")
         if any(o.dim() == 0 or o.shape[0] != n for o in outs):
             raise ValueError("its parameters reach past the input's rank (it would mix the examples of a batch)")
-        limit = max_array_elements()
-        big = next((o for o in outs if o.numel() > limit * max(int(n), 1)), None)
-        if big is not None:  # checked before anything reads the (possibly broadcast, not yet allocated) result
-            raise ValueError(f"it would produce {big.numel() // max(int(n), 1)} values per example, more than the "
-                             f"limit of {limit} (set {MAX_ARRAY_ELEMENTS_ENV} to allow more)")
+        for o in outs:  # checked before anything reads the (possibly broadcast, not yet allocated) result
+            check_size(o.shape[1:], "its output")
         env.update(zip(node.outputs, outs, strict=False))
     except Error:
         raise

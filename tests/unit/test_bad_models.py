@@ -77,3 +77,65 @@ def test_bad_knn_files_are_refused(tmp_path, damage):
     path.write_bytes(b.spec.SerializeToString())
     with pytest.raises(mlupdate.Error):
         mlupdate.load(path)
+
+
+HUGE = 1 << 31
+
+
+def _field(path, value=HUGE):
+    """Set a (possibly repeated) field of the first layer to ``value`` in every entry."""
+    def mutate(spec):
+        *parents, last = path.split(".")
+        msg = spec.neuralNetwork.layers[0]
+        for p in parents:
+            msg = getattr(msg, p)
+        field = getattr(msg, last)
+        if hasattr(field, "extend"):
+            n = len(field) or 2
+            del field[:]
+            field.extend([value] * n)
+        else:
+            setattr(msg, last, value)
+    return mutate
+
+
+# Layers whose output size a parameter sets: a huge value must be refused before anything is
+# allocated or looped over (the fuzzer found split.nOutputs = 2^31 looping for minutes).
+OVERSIZED = {
+    "split nOutputs": (False, lambda b: b.add_split("s", "x", ["out", "o2"]), _field("split.nOutputs")),
+    "upsample factor": (False, lambda b: b.add_upsample("u", 2, 2, "x", "out"), _field("upsample.scalingFactor")),
+    "resizeBilinear targetSize": (False, lambda b: b.add_resize_bilinear("r", "x", "out", 2, 2),
+                                  _field("resizeBilinear.targetSize", 1 << 16)),
+    "padding amounts": (False, lambda b: b.add_padding("p", 1, 1, 1, 1, input_name="x", output_name="out"),
+                        lambda spec: [setattr(a, "startEdgeSize", 1 << 16) for a in
+                                      spec.neuralNetwork.layers[0].padding.paddingAmounts.borderAmounts]),
+    "deconvolution stride": (False, lambda b: b.add_convolution("d", 2, 2, 3, 3, 1, 1, "valid", 1, rand(2, 2, 3, 3),
+                                                                None, False, is_deconv=True, input_name="x",
+                                                                output_name="out"),
+                             _field("convolution.stride", 1 << 16)),
+    "fillStatic targetShape": (True, lambda b: b.add_fill_static("f", "out", [2, 2]),
+                               _field("fillStatic.targetShape", 1 << 16)),
+    "rangeStatic end": (True, lambda b: b.add_range_static("r", "out", end=4),
+                        _field("rangeStatic.endValue", 1e12)),
+    "tile reps": (True, lambda b: b.add_tile("t", "x", "out", [2, 2, 2]), _field("tile.reps", 1 << 12)),
+    "constantPad amounts": (True, lambda b: b.add_constant_pad("c", ["x"], "out", pad_amounts=[1, 1, 1, 1, 1, 1]),
+                            _field("constantPad.padAmounts", 1 << 12)),
+    "randomUniformStatic outputShape": (True, lambda b: b.add_random_uniform_static("r", "out", [2, 2]),
+                                        _field("randomUniformStatic.outputShape", 1 << 16)),
+    "oneHot size": (True, lambda b: b.add_one_hot("o", ["x"], "out", one_hot_vector_size=3),
+                    _field("oneHot.oneHotVectorSize", HUGE)),
+    "sequenceRepeat nRepetitions": (False, lambda b: b.add_sequence_repeat("s", 2, "x", "out"),
+                                    _field("sequenceRepeat.nRepetitions", HUGE)),
+}
+
+
+@pytest.mark.parametrize("case", list(OVERSIZED), ids=list(OVERSIZED))
+def test_parameters_that_would_make_huge_outputs_are_refused_at_load(tmp_path, case):
+    nd, add, mutate = OVERSIZED[case]
+    b = builder([("x", (2, 4, 4))], ("out",), nd=nd)
+    add(b)
+    mutate(b.spec)
+    path = tmp_path / "huge.mlmodel"
+    path.write_bytes(b.spec.SerializeToString())
+    with pytest.raises(mlupdate.Error, match="limit|parts"):
+        mlupdate.load(path)

@@ -1,11 +1,14 @@
-"""Helpers shared by the layer families: folding leading axes, axis lists, 1-D resampling grids."""
+"""Helpers shared by the layer families: folding leading axes, axis lists, 1-D resampling grids, size limits."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
+from mlupdate.spec.validate import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
 
 
 def fold(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, keep: int = 3) -> torch.Tensor:
@@ -101,3 +104,21 @@ def align(xs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
             x = x.unsqueeze(1)
         out.append(x)
     return tuple(out)
+
+
+def check_size(shape: Sequence[int] | int, what: str) -> None:
+    """Refuse, before allocating it, a result of more values per example than the array limit.
+
+    Args:
+        shape: The per-example shape (or the value count) the layer is about to produce; under ONNX
+            tracing (the load-time run on the sample inputs) counts may be 0-d tensors.
+        what: Names the result in the message.
+
+    Raises:
+        ValueError: Over ``max_array_elements()`` (the graph reports it as the layer's error).
+    """
+    count = int(shape) if isinstance(shape, int | torch.Tensor) else math.prod(int(d) for d in shape)
+    limit = max_array_elements()
+    if count > limit:
+        raise ValueError(f"{what} would hold {count} values per example, more than the limit of {limit} "
+                         f"(set {MAX_ARRAY_ELEMENTS_ENV} to allow more)")

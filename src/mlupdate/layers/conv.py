@@ -21,7 +21,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import fold
+from mlupdate.layers.common import check_size, fold
 from mlupdate.layers.weights import set_weights, weight_array
 
 
@@ -146,6 +146,7 @@ class Convolution(nn.Module):
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
         pad = self.geom.conv_pad(int(x.shape[-2]), int(x.shape[-1]))
+        check_size([x.shape[-3], x.shape[-2] + pad[2] + pad[3], x.shape[-1] + pad[0] + pad[1]], "the padded input")
         if any(pad):
             if pad[0] == pad[1] and pad[2] == pad[3]:
                 return F.conv2d(x, self.weight, self.bias, self.stride, (pad[2], pad[0]), self.dil, self.groups)
@@ -153,6 +154,10 @@ class Convolution(nn.Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dil, self.groups)
 
     def _deconv(self, x: torch.Tensor) -> torch.Tensor:
+        full = [(int(x.shape[d]) - 1) * self.stride[i] + (self.k[i] - 1) * self.dil[i] + 1
+                for i, d in ((0, -2), (1, -1))]
+        check_size([self.out_ch, *(max(f, o) for f, o in zip(full, self.output_shape or full, strict=True))],
+                   "the deconvolution's output")
         out = F.conv_transpose2d(x, self.weight, None, self.stride, 0, 0, self.groups, self.dil)
         full_h, full_w = out.shape[-2], out.shape[-1]
         t, b, l, r = self.valid_pad

@@ -33,7 +33,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import int_list
+from mlupdate.layers.common import check_size, int_list
 
 STRICT_ALIGN, ALIGN, UPSAMPLE, ROI_ALIGN = range(4)
 CORNERS_HW, CORNERS_WH, CENTER_HW, CENTER_WH = range(4)
@@ -90,6 +90,7 @@ class NonMaximumSuppression(nn.Module):
             if len(values) != 1 or min(values) <= 0:
                 raise ValueError(f"the maxBoxes input must be one positive number, got {sorted(values)}")
             m = values.pop()
+        check_size([scores.shape[1], m, max(4, int(scores.shape[-1]))], f"maxBoxes {m}")
         best, cls = scores.max(dim=-1)  # [n, B, N]
         iou = center_iou(boxes)  # [n, B, N, N]
         if self.per_class:
@@ -99,14 +100,16 @@ class NonMaximumSuppression(nn.Module):
         positions = torch.arange(count_n, device=best.device)
         low = torch.tensor(float("-inf"), dtype=best.dtype, device=best.device)
         picks = []
-        for _ in range(m):
+        for _ in range(min(m, count_n)):  # each step keeps a box or none; past N boxes none are left
             masked = torch.where(alive, best, low)
             top, idx = masked.max(dim=-1)  # [n, B]
             ok = top > low
             picks.append(torch.where(ok, idx, torch.full_like(idx, -1)))
             row = torch.gather(iou, -2, idx[..., None, None].expand(*idx.shape, 1, count_n)).squeeze(-2)
             alive = alive & ~(row > iou_t) & (positions != idx[..., None])
-        sel = torch.stack(picks, dim=-1)  # [n, B, M]
+        sel = torch.stack(picks, dim=-1)  # [n, B, min(M, N)]
+        if m > count_n:
+            sel = torch.cat([sel, sel.new_full((*sel.shape[:-1], m - count_n), -1)], dim=-1)
         fallback = best.argmax(dim=-1)
         first = torch.where(sel[..., 0] >= 0, sel[..., 0], fallback)
         sel = torch.cat([first[..., None], sel[..., 1:]], dim=-1)
@@ -238,6 +241,7 @@ class CropResize(nn.Module):
         img, boxes = self._layout(x, roi)
         n, batch, c, h, w = img.shape
         r, width = boxes.shape[1], boxes.shape[2]
+        check_size([r, batch if width == 4 else 1, c, *self.size], f"{r} crops of targetSize {list(self.size)}")
         flat = img.reshape(n * batch, c, h, w)
         base = torch.arange(n, device=x.device)[:, None] * batch  # [n, 1]
         if width == 4:

@@ -24,7 +24,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import int_list, nd_rank
+from mlupdate.layers.common import check_size, int_list, nd_rank
 
 
 def held_values(t: torch.Tensor, what: str) -> list[float]:
@@ -96,6 +96,7 @@ class FillStatic(nn.Module):
 
     def __init__(self, value: float, shape: list[int]) -> None:
         super().__init__()
+        check_size(shape, f"targetShape {shape}")
         self.register_buffer("out", torch.full((1, *shape), value), persistent=False)
 
     def forward(self) -> torch.Tensor:
@@ -122,6 +123,7 @@ class FillDynamic(nn.Module):
 
     def forward(self, shape: torch.Tensor) -> torch.Tensor:
         dims = _shape(held_ints(shape, "shape"), "shape")
+        check_size(dims, f"shape {dims}")
         return torch.full((shape.shape[0], *dims), self.value, dtype=shape.dtype, device=shape.device)
 
 
@@ -181,6 +183,7 @@ def arange(start: float, end: float, step: float) -> torch.Tensor:
     if step == 0 or not all(math.isfinite(v) for v in (start, end, step)):
         raise ValueError(f"range needs finite bounds and a non-zero step (got {start}, {end}, {step})")
     n = max(0, math.ceil((end - start) / step))
+    check_size(n, "the range")
     return (torch.arange(n, dtype=torch.float64) * step + start).float().reshape(1, n)
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import nd_dim, nd_rank
+from mlupdate.layers.common import check_size, nd_dim, nd_rank
 
 
 class Band(nn.Module):
@@ -79,7 +79,9 @@ class OneHot(nn.Module):
         d = self.axis % out_rank + 1
         shape = [1] * (out_rank + 1)
         shape[d] = -1
-        classes = torch.arange(self.depth(size), device=x.device).reshape(shape)
+        depth = self.depth(size)
+        check_size(x[0].numel() * int(depth), f"a one-hot encoding of {int(depth)} classes")
+        classes = torch.arange(depth, device=x.device).reshape(shape)
         hit = x.long().unsqueeze(d) == classes
         on = torch.full((), self.on, dtype=x.dtype, device=x.device)
         off = torch.full((), self.off, dtype=x.dtype, device=x.device)

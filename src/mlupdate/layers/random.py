@@ -40,7 +40,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import int_list
+from mlupdate.layers.common import check_size, int_list
 
 Draw = Callable[[Sequence[int], torch.Generator], torch.Tensor]
 DEFAULT_EPS = 1e-10
@@ -88,6 +88,7 @@ class RandomFill(nn.Module):
         self.register_buffer("anchor", torch.zeros(0), persistent=False)
 
     def _fill(self, n: int, shape: Sequence[int]) -> torch.Tensor:
+        check_size(shape, f"shape {list(shape)}")
         gen = generator(self.seed)
         if self.seed >= 0:
             return self.draw(shape, gen).unsqueeze(0).repeat((n,) + (1,) * len(shape))

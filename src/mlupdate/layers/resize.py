@@ -16,7 +16,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import float_list, fold, int_list, linear_along, nearest_along
+from mlupdate.layers.common import check_size, float_list, fold, int_list, linear_along, nearest_along
 from mlupdate.layers.conv import border_amounts
 
 
@@ -31,6 +31,9 @@ class Padding(nn.Module):
         self.pad = (l, r, t, b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        l, r, t, b = self.pad
+        check_size(x[0].numel() // max(int(x.shape[-2] * x.shape[-1]), 1) * (int(x.shape[-2]) + t + b)
+                   * (int(x.shape[-1]) + l + r), f"padding by {list(self.pad)}")
         if self.mode == "constant":
             return fold(lambda t: F.pad(t, self.pad, value=self.value), x)
         mode = "reflect" if self.mode == "reflection" else "replicate"
@@ -64,6 +67,10 @@ class ConstantPad(nn.Module):
                 size = int(x.shape[offset + i])
                 s, e = (max(s - size, 0), 0) if s else (0, max(e - size, 0) if e else 0)
             pad += [s, e]
+        grown = list(x.shape[1:])
+        for k, i in enumerate(reversed(range(len(pairs)))):
+            grown[offset - 1 + i] += pad[2 * k] + pad[2 * k + 1]
+        check_size(grown, f"padding by {self.amounts}")
         return F.pad(x, pad, value=self.value)
 
 
@@ -136,6 +143,7 @@ class Upsample(nn.Module):
         for dim, f in ((-2, self.factors[0]), (-1, self.factors[1])):
             n_in = int(x.shape[dim])
             n_out = int(math.floor(n_in * f + 1e-6))
+            check_size(x[0].numel() // max(n_in, 1) * n_out, f"upsampling by {list(self.factors)}")
             if self.bilinear:
                 x = linear_along(x, dim, upsample_grid(n_in, n_out, self.linear_mode))
             elif n_out != n_in:
@@ -158,6 +166,7 @@ class ResizeBilinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for dim, n_out in ((-2, self.size[0]), (-1, self.size[1])):
+            check_size(x[0].numel() // max(int(x.shape[dim]), 1) * n_out, f"targetSize {self.size}")
             x = linear_along(x, dim, sampling_grid(int(x.shape[dim]), n_out, self.method))
         return x
 

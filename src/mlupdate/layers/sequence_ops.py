@@ -15,7 +15,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import as_sequence, nd_dim, nd_rank
+from mlupdate.layers.common import as_sequence, check_size, nd_dim, nd_rank
 
 
 def _scan(x: torch.Tensor, dim: int, exclusive: bool, reverse: bool) -> torch.Tensor:
@@ -137,6 +137,7 @@ class SequenceRepeat(nn.Module):
         self.n, self.nd = n, nd
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_size(x[0].numel() * self.n, f"{self.n} repeats")
         if self.nd:
             if nd_rank(x) < 5:
                 raise ValueError(f"sequenceRepeat needs an input of rank 5 or more, got rank {nd_rank(x)}")

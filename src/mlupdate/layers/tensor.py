@@ -17,7 +17,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.common import align, as_sequence, int_list, nd_dim, nd_rank
+from mlupdate.layers.common import align, as_sequence, check_size, int_list, nd_dim, nd_rank
 
 
 class Concat(nn.Module):
@@ -65,6 +65,8 @@ class Split(nn.Module):
         length = int(x.shape[dim])
         sizes = self.sizes
         if not sizes:
+            if self.n > length:
+                raise ValueError(f"{self.n} parts of an axis of size {length} would leave empty parts")
             part = -(-length // self.n)
             sizes = [min(part, length - i * part) for i in range(self.n)]
         if sum(sizes) != length or min(sizes) <= 0:
@@ -244,6 +246,7 @@ class Tile(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.reps) != nd_rank(x):
             raise ValueError(f"{len(self.reps)} reps for a rank-{nd_rank(x)} input")
+        check_size([int(d) * r for d, r in zip(x.shape[1:], self.reps, strict=True)], f"tiling by {self.reps}")
         return x.repeat([1, *self.reps])
 
 
