@@ -83,9 +83,10 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
 
 def _coreml_spec(module: torch.nn.Module, example: torch.Tensor, name: str, image_input: dict[str, Any] | bool | None,
                  class_labels: Sequence[Any] | None, output_name: str | None, predicted_feature_name: str) -> Any:
-    import coremltools as ct
-
     from mlupdate.authoring.torch_patches import frontend_fixes
+    from mlupdate.spec.io import import_coremltools
+
+    ct = import_coremltools()
 
     shape = tuple(example.shape)
     if image_input:

@@ -170,6 +170,9 @@ def convert_keras(path: str | os.PathLike[str], *, input_name: str = "image",
     Raises:
         ConversionError: An unreadable file, an unsupported layer, or invalid options.
     """
+    from mlupdate.spec.io import import_coremltools
+
+    import_coremltools()
     from coremltools.models import datatypes
     from coremltools.models.neural_network import NeuralNetworkBuilder
 

@@ -19,10 +19,12 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load (which compiles into the cache) and report."""
     import mlupdate
+    from mlupdate.cli.progress import spinner
     from mlupdate.runtime.cache import info
 
     start = time.perf_counter()
-    model = mlupdate.load(args.model, compute_units="cpu_only")
+    with spinner(f"Compiling {args.model}"):
+        model = mlupdate.load(args.model, compute_units="cpu_only")
     cached = info()
     print(f"Compiled {args.model} for {model.executor} in {time.perf_counter() - start:.1f} s; the cache "
           f"({cached.folder}) holds {cached.files} model(s), {cached.size / 2**20:.1f} MB.")

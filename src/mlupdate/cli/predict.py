@@ -29,9 +29,11 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Predict and print."""
     import mlupdate
+    from mlupdate.cli.progress import loading
 
-    model = mlupdate.load(args.model, compute_units=args.compute_units, crop_and_scale=args.crop_and_scale,
-                          threads=args.threads)
+    with loading(args.model):
+        model = mlupdate.load(args.model, compute_units=args.compute_units, crop_and_scale=args.crop_and_scale,
+                              threads=args.threads)
     d = model.description
     images = [f.name for f in d.inputs.values() if f.type == "image"]
     name = args.input or (images[0] if len(images) == 1 else None)

@@ -1,26 +1,22 @@
 """Executors run a compiled :class:`~mlupdate.graph.Graph`: torch (truth, CUDA) or onnxruntime (CPU).
 
-On the CPU the graph is exported to ONNX once per model (cached in memory and on disk, keyed
-by the model's bytes) and run with onnxruntime; graphs that do not export fall back to torch
-with a warning.
+On the CPU the graph is exported to ONNX once per model (cached on disk, keyed by the model's
+content) and run with onnxruntime (:mod:`mlupdate.runtime.onnx_session`, which a later process
+loads without torch); graphs that do not export fall back to torch with a warning.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 
 import numpy as np
 import torch
 
-from mlupdate.errors import Error, ExportError, LayerError, ParameterError
+from mlupdate.errors import Error, ExportError
 from mlupdate.graph import Graph
 from mlupdate.runtime import cache
-
-COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
-EXECUTORS = ("auto", "onnxruntime", "torch")
-_EXPORT_VERSION = "3"
+from mlupdate.runtime.onnx_session import OnnxExecutor, artifact_name, check_options
 
 
 class TorchExecutor:
@@ -45,56 +41,6 @@ class TorchExecutor:
             if self.threads:
                 torch.set_num_threads(before)
         return [o.detach().cpu().numpy() for o in outs]
-
-
-class OnnxExecutor:
-    """Runs the graph's ONNX export with onnxruntime on the CPU."""
-
-    name = "onnxruntime"
-    device = "cpu"
-
-    def __init__(self, graph: Graph, samples: list[np.ndarray], batched: bool, cache_key: str | None = None,
-                 dynamic_hw: tuple[int, ...] = (), threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        data = _cached_export(graph, samples, batched, cache_key, dynamic_hw)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - an unloadable export means "fall back"
-            raise ExportError(f"onnxruntime cannot load the exported graph: {exc}") from exc
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.onnx_bytes = data
-        self.graph = graph
-
-    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Run on numpy inputs; returns numpy outputs.
-
-        Raises:
-            LayerError: If onnxruntime fails; the graph is re-run in torch to name the failing layer.
-        """
-        # the exporter drops inputs the graph reads only for their (static) shape, e.g. crop's reference
-        wanted = set(self.input_names)
-        feeds = {f"in{i}": np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)
-                 if f"in{i}" in wanted}
-        try:
-            return self.session.run(None, feeds)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            failure = exc
-        try:
-            TorchExecutor(self.graph).run(arrays)
-        except Error:
-            raise
-        shapes = ", ".join(str(list(a.shape[1:])) for a in arrays)
-        raise LayerError(
-            f"onnxruntime could not run the network on inputs of shapes (per example) {shapes}: {failure}. "
-            "Check the inputs against the model's description, or load with executor='torch'."
-        ) from failure
 
 
 def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_hw: tuple[int, ...] = ()) -> bytes:
@@ -136,14 +82,23 @@ def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: 
                    dynamic_hw: tuple[int, ...] = ()) -> bytes:
     if key is None:
         return export_onnx(graph, samples, batched, dynamic_hw)
-    digest = hashlib.sha256(f"{key}|{torch.__version__}|{_EXPORT_VERSION}|{batched}|{dynamic_hw}".encode()
-                            ).hexdigest()[:32]
-    name = f"{digest}.onnx"
+    name = artifact_name(key, batched, dynamic_hw)
     data = cache.read(name)
     if data is None:
         data = export_onnx(graph, samples, batched, dynamic_hw)
         cache.write(name, data)
     return data
+
+
+def onnx_executor(graph: Graph, samples: list[np.ndarray], batched: bool, cache_key: str | None = None,
+                  dynamic_hw: tuple[int, ...] = (), threads: int | None = None) -> OnnxExecutor:
+    """The graph's (cached) ONNX export on onnxruntime; torch re-runs it to name a failing layer.
+
+    Raises:
+        ExportError: If the graph does not export, or onnxruntime cannot load the export.
+    """
+    data = _cached_export(graph, samples, batched, cache_key, dynamic_hw)
+    return OnnxExecutor(data, threads, TorchExecutor(graph).run)
 
 
 def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
@@ -163,12 +118,7 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
     Raises:
         ParameterError: For an unknown ``compute_units`` or ``executor``.
     """
-    if compute_units not in COMPUTE_UNITS:
-        raise ParameterError(f"compute_units={compute_units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
-    if executor not in EXECUTORS:
-        raise ParameterError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}.")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ParameterError(f"threads={threads!r} must be a positive integer (or None for one per core).")
+    check_options(compute_units, executor, threads)
     gpu = compute_units != "cpu_only" and torch.cuda.is_available()
     if executor == "torch" or (executor == "auto" and gpu) or not exportable:
         torch_executor = TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu", threads)
@@ -176,9 +126,9 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
             torch_executor.run(samples)
         return torch_executor
     if executor == "onnxruntime":
-        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw, threads)
+        return onnx_executor(graph, samples, batched, cache_key, dynamic_hw, threads)
     try:
-        return OnnxExecutor(graph, samples, batched, cache_key, dynamic_hw, threads)
+        return onnx_executor(graph, samples, batched, cache_key, dynamic_hw, threads)
     except ExportError as exc:
         warnings.warn(f"{exc}. mlupdate runs this model with PyTorch instead (slower on the CPU).",
                       RuntimeWarning, stacklevel=3)

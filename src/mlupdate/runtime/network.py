@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from mlupdate.errors import FeatureError, SpecError, UnsupportedModelError
 from mlupdate.features.arrays import check_array, image_blob, to_blob
-from mlupdate.graph import Graph, Preprocess, compile_layers
-from mlupdate.runtime.executors import make_executor
 from mlupdate.spec.description import Description, FeatureDescription
+
+if TYPE_CHECKING:  # torch is imported only to compile, update or run on CUDA
+    import torch
+
+    from mlupdate.graph import Graph
 
 NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 EXACT_ARRAY_MAPPING = 1
@@ -57,32 +59,79 @@ class NetworkProgram:
         self.rank4_images = nn_msg.imageInputShapeMapping == RANK4_IMAGE_MAPPING
         self.inputs = list(self.desc.inputs.values())
         self._check_input_ranks()
-        nodes, modules = compile_layers(nn_msg.layers, [f.name for f in self.inputs], self.nd)
         self.prob_blob = self._probability_blob(nn_msg)
+        self.output_blobs = self._output_blobs(nn_msg)
+        self.flexible_images = tuple(i for i, f in enumerate(self.inputs)
+                                     if f.image_constraint and f.image_constraint.flexible)
+        self._graph: Graph | None = None
+        self.batched = True
+        compiled = self._compiled(cache_key, compute_units, executor, threads)
+        if compiled is not None:
+            self.executor: Any = compiled
+            return
+        from mlupdate.runtime.executors import make_executor
+
+        graph = self.graph
+        used = [graph.layers[n.key] for n in graph.nodes]
+        # examples stack along the graph's own leading axis unless a layer's shapes depend on values
+        self.batched = not any(getattr(m, "per_example", False) for m in used)
+        # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
+        exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
+        # two examples when batched: a layer that reaches into the examples axis fails at load, not later
+        self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), compute_units,
+                                      self.batched, cache_key, executor, self.flexible_images, exportable, threads)
+
+    @property
+    def graph(self) -> Graph:
+        """The network compiled to a torch graph (built on first use when the load found it compiled)."""
+        if self._graph is None:
+            from mlupdate.graph import Graph, compile_layers
+
+            nn_msg = network_of(self.spec)
+            nodes, modules = compile_layers(nn_msg.layers, [f.name for f in self.inputs], self.nd)
+            self._graph = Graph(nodes, modules, [f.name for f in self.inputs], self.output_blobs,
+                                self._preprocessing(nn_msg))
+            self._graph.eval()
+        return self._graph
+
+    def _compiled(self, cache_key: str | None, compute_units: str, executor: str,
+                  threads: int | None) -> Any:
+        """The model's ONNX export from the cache on onnxruntime, when that is what would run (no torch)."""
+        from mlupdate.runtime import cache
+        from mlupdate.runtime.onnx_session import OnnxExecutor, artifact_name, check_options, cuda_possible
+
+        check_options(compute_units, executor, threads)
+        if cache_key is None or executor == "torch" or any(f.flexible for f in self.inputs):
+            return None
+        if executor == "auto" and compute_units != "cpu_only" and cuda_possible():
+            return None
+        for batched in (True, False):
+            data = cache.read(artifact_name(cache_key, batched, self.flexible_images))
+            if data is not None:
+                self.batched = batched
+                return OnnxExecutor(data, threads, self._diagnose)
+        return None
+
+    def _diagnose(self, arrays: list[np.ndarray]) -> None:
+        """Re-run the inputs onnxruntime failed on in torch, which names the failing layer."""
+        from mlupdate.runtime.executors import TorchExecutor
+
+        TorchExecutor(self.graph).run(arrays)
+
+    def _output_blobs(self, nn_msg: Any) -> list[str]:
+        """The blobs the network must produce: the declared outputs (the classifier's as its score blob)."""
         blobs = [o for o in self.desc.outputs
                  if o not in (self.desc.predicted_feature_name, self.desc.predicted_probabilities_name)]
         if self.prob_blob and self.prob_blob not in blobs:
             blobs.append(self.prob_blob)
-        produced = {o for n in nodes for o in n.outputs} | set(self.desc.inputs)
+        produced = _written(nn_msg.layers) | set(self.desc.inputs)
         for b in blobs:
             if b not in produced:
                 raise SpecError(
                     f"Output '{b}' is not produced by any layer. Rename the output to the blob the last "
                     "layer writes, or add the missing layer."
                 )
-        self.output_blobs = blobs
-        self.graph = Graph(nodes, modules, [f.name for f in self.inputs], blobs, self._preprocessing(nn_msg))
-        self.graph.eval()
-        used = [self.graph.layers[n.key] for n in self.graph.nodes]
-        # examples stack along the graph's own leading axis unless a layer's shapes depend on values
-        self.batched = not any(getattr(m, "per_example", False) for m in used)
-        # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
-        exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
-        flexible = tuple(i for i, f in enumerate(self.inputs) if f.image_constraint and f.image_constraint.flexible)
-        # two examples when batched: a layer that reaches into the examples axis fails at load, not later
-        self.executor = make_executor(self.graph, self.sample_inputs(2 if self.batched else 1), compute_units,
-                                      self.batched, cache_key,
-                                      executor, flexible, exportable, threads)
+        return blobs
 
     # -- interface -----------------------------------------------------------------------------
     def _probability_blob(self, nn_msg: Any) -> str | None:
@@ -110,6 +159,8 @@ class NetworkProgram:
                 )
 
     def _preprocessing(self, nn_msg: Any) -> dict[str, torch.nn.Module]:
+        from mlupdate.graph import Preprocess
+
         images = [f for f in self.inputs if f.type == "image"]
         out: dict[str, torch.nn.Module] = {}
         for pp in nn_msg.preprocessing:
@@ -227,6 +278,19 @@ class NetworkProgram:
                     chunk[i] = self.decode(blobs, j)
             results += chunk
         return results
+
+
+def _written(layers: Any) -> set[str]:
+    """Every blob the layers write, those of loop and branch bodies included (they write to the outer scope)."""
+    out: set[str] = set()
+    for layer in layers:
+        out.update(layer.output)
+        kind = layer.WhichOneof("layer")
+        if kind == "loop":
+            out |= _written(layer.loop.conditionNetwork.layers) | _written(layer.loop.bodyNetwork.layers)
+        elif kind == "branch":
+            out |= _written(layer.branch.ifBranch.layers) | _written(layer.branch.elseBranch.layers)
+    return out
 
 
 def classifier_outputs(desc: Description, probs: np.ndarray) -> dict[str, Any]:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import stat
+import sys
 import tempfile
 import threading
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,10 +26,39 @@ from mlupdate.errors import ModelFileError
 
 
 def _import_proto() -> Any:
-    """Import coremltools' protobuf classes without its import-time noise on Linux.
+    """Import coremltools' protobuf classes without running coremltools' package init.
+
+    ``import coremltools`` imports torch, sympy and its converters (seconds, hundreds of MiB); the
+    generated ``coremltools/proto/*_pb2.py`` modules need none of it. While they are imported, a bare
+    placeholder stands in for the ``coremltools`` package (its ``__path__`` only); it is removed
+    afterwards, so a later ``import coremltools`` runs the real init and reuses these same proto
+    modules (one set of message classes, as coremltools' own ``isinstance`` checks need).
+    """
+    if "coremltools" in sys.modules:  # already imported (by the user, or for authoring): use it as it is
+        from coremltools.proto import Model_pb2 as proto
+
+        return proto
+    found = importlib.util.find_spec("coremltools")
+    if found is None or not found.submodule_search_locations:
+        raise ImportError("mlupdate needs coremltools (its protobuf classes): pip install coremltools")
+    placeholder = types.ModuleType("coremltools")
+    placeholder.__path__ = list(found.submodule_search_locations)
+    sys.modules["coremltools"] = placeholder
+    try:
+        from coremltools.proto import Model_pb2 as proto
+    finally:
+        del sys.modules["coremltools"]
+    return proto
+
+
+Model_pb2 = _import_proto()
+
+
+def import_coremltools() -> Any:
+    """The full coremltools package (for authoring), imported without its import-time noise on Linux.
 
     coremltools logs "Failed to load _MLModelProxy" (no Core ML framework off macOS) and a
-    torch-version warning when imported; neither concerns mlupdate, which only uses its protos.
+    torch-version warning when imported; neither concerns mlupdate.
     """
     log = logging.getLogger("coremltools")
     level = log.level
@@ -34,13 +66,10 @@ def _import_proto() -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from coremltools.proto import Model_pb2 as proto
+            import coremltools
     finally:
         log.setLevel(level)
-    return proto
-
-
-Model_pb2 = _import_proto()
+    return coremltools
 
 ModelSpec = Any  # Model_pb2.Model; protobuf classes carry no static types
 

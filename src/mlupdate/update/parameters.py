@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlupdate.errors import ParameterError
-from mlupdate.runtime.executors import COMPUTE_UNITS
+from mlupdate.runtime.onnx_session import COMPUTE_UNITS
 from mlupdate.spec.params import ParameterDescription, update_parameters
 
 #: Keys that may change while the task runs (``resume(parameters=...)`` inside a handler), as in Core ML.

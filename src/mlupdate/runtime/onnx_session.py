@@ -1,0 +1,136 @@
+"""The lean half of the CPU path: a compiled (ONNX-exported) network on onnxruntime, without torch.
+
+A model compiled once (by ``mlupdate compile`` or a first load) is an ONNX artifact in the
+on-disk cache (:mod:`mlupdate.runtime.cache`), named by :func:`artifact_name`. Loading it again
+in a fresh process needs only onnxruntime, numpy and Pillow: torch is imported to compile, to
+update, for CUDA, or to name the layer when onnxruntime fails on an input.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import importlib.metadata
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from mlupdate.errors import LayerError, ParameterError
+
+COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
+EXECUTORS = ("auto", "onnxruntime", "torch")
+
+#: Bumped whenever the export (graph, rewrite pass, held layouts) changes what an artifact holds.
+EXPORT_VERSION = "4"
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "none"
+
+
+def artifact_name(key: str, batched: bool, dynamic_hw: tuple[int, ...] = ()) -> str:
+    """The cache file of a model's export: its content key, the exporting versions and the export's shape.
+
+    Args:
+        key: The model's content key (a hash of its deterministic serialisation).
+        batched: Whether the export has a dynamic examples axis.
+        dynamic_hw: Inputs (by index) with flexible image sizes.
+    """
+    from mlupdate import __version__
+
+    text = f"{key}|{__version__}|{_version('torch')}|{EXPORT_VERSION}|{batched}|{list(dynamic_hw)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32] + ".onnx"
+
+
+def check_options(compute_units: str, executor: str, threads: int | None) -> None:
+    """Refuse an unknown ``compute_units`` or ``executor``, or a ``threads`` that is not a positive integer.
+
+    Raises:
+        ParameterError: Naming the option and the allowed values.
+    """
+    if compute_units not in COMPUTE_UNITS:
+        raise ParameterError(f"compute_units={compute_units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
+    if executor not in EXECUTORS:
+        raise ParameterError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}.")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ParameterError(f"threads={threads!r} must be a positive integer (or None for one per core).")
+
+
+def cuda_possible() -> bool:
+    """False when torch certainly sees no CUDA device, decided without importing torch.
+
+    On Linux and macOS a CUDA device needs the NVIDIA driver (``/proc/driver/nvidia`` or
+    ``/dev/nvidia*``) and a torch build with CUDA; a hidden device (``CUDA_VISIBLE_DEVICES`` empty
+    or ``-1``) counts as none. Elsewhere (Windows) only torch can tell, so this says True.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        if "+cpu" in _version("torch"):
+            return False
+        return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
+    return True
+
+
+class OnnxExecutor:
+    """Runs a network's ONNX export with onnxruntime on the CPU.
+
+    Args:
+        data: The ONNX model bytes.
+        threads: Intra-op threads (None: onnxruntime's default, one per core).
+        diagnose: Called with the inputs when onnxruntime fails on them; re-runs the network in torch
+            so that the failing layer is named (raises its ``LayerError``).
+
+    Raises:
+        ExportError: If onnxruntime cannot load the bytes.
+    """
+
+    name = "onnxruntime"
+    device = "cpu"
+
+    def __init__(self, data: bytes, threads: int | None, diagnose: Callable[[list[np.ndarray]], None]) -> None:
+        import onnxruntime as ort
+
+        from mlupdate.errors import ExportError
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - an unloadable export means "fall back"
+            raise ExportError(f"onnxruntime cannot load the exported graph: {exc}") from exc
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.onnx_bytes = data
+        self.diagnose = diagnose
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on numpy inputs; returns numpy outputs.
+
+        Raises:
+            LayerError: If onnxruntime fails; the network is re-run in torch to name the failing layer.
+        """
+        # the exporter drops inputs the graph reads only for their (static) shape, e.g. crop's reference
+        wanted = set(self.input_names)
+        feeds = {f"in{i}": np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)
+                 if f"in{i}" in wanted}
+        try:
+            return self.session.run(None, feeds)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+            failure = exc
+        self.diagnose(arrays)
+        shapes = ", ".join(str(list(a.shape[1:])) for a in arrays)
+        raise LayerError(
+            f"onnxruntime could not run the network on inputs of shapes (per example) {shapes}: {failure}. "
+            "Check the inputs against the model's description, or load with executor='torch'."
+        ) from failure
