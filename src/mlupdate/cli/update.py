@@ -13,12 +13,14 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def add_parser(sub: Any) -> None:
     """Register the subcommand."""
-    p = sub.add_parser("update", help="retrain an updatable model on labelled images",
-                       description="Update (retrain) an updatable image classifier as Core ML's MLUpdateTask does. "
-                                   "DATA is a folder of class-named subfolders of images, or a CSV of path,label "
-                                   "(paths relative to the CSV's folder). MODEL is never modified.")
+    p = sub.add_parser("update", help="retrain an updatable model on labelled images or arrays",
+                       description="Update (retrain) an updatable model as Core ML's MLUpdateTask does. DATA is a "
+                                   "folder of class-named subfolders of images (or of .npy arrays, for a model with "
+                                   "an array input), or a CSV: rows of path,label (paths relative to the CSV's "
+                                   "folder; images or .npy files), or, for an array input, rows of the array's "
+                                   "values followed by the label. MODEL is never modified.")
     p.add_argument("model", help="the updatable .mlmodel")
-    p.add_argument("data", help="folder of <label>/<image> files, or a CSV of path,label")
+    p.add_argument("data", help="folder of <label>/<file> files, or a CSV (path,label or values...,label)")
     p.add_argument("--out", required=True, help="where to write the updated .mlmodel (atomically)")
     p.add_argument("--epochs", type=int, help="override the model's epochs")
     p.add_argument("--learning-rate", type=float, help="override the model's learning rate")
@@ -29,30 +31,99 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def read_data(data: str) -> list[tuple[str, str]]:
-    """``(image path, label)`` pairs from a class-folder tree or a ``path,label`` CSV."""
+def read_data(data: str, suffixes: set[str] = IMAGE_SUFFIXES) -> list[tuple[Any, str]]:
+    """``(value, label)`` pairs from a class-folder tree or a CSV.
+
+    A value is a file path (a folder tree's files with one of ``suffixes``; a CSV row's ``path``) or,
+    for CSV rows of more than two cells, the row's numbers but the last (an array example).
+    """
     from mlupdate.errors import TrainingDataError
 
     root = Path(data)
-    pairs: list[tuple[str, str]] = []
+    pairs: list[tuple[Any, str]] = []
     if root.is_dir():
         for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-            pairs += [(str(f), folder.name) for f in sorted(folder.iterdir())
-                      if f.suffix.lower() in IMAGE_SUFFIXES]
+            pairs += [(str(f), folder.name) for f in sorted(folder.iterdir()) if f.suffix.lower() in suffixes]
     elif root.is_file():
         with root.open(newline="") as fh:
             for n, row in enumerate(csv.reader(fh), 1):
-                if not row or row[0].startswith("#") or (n == 1 and [c.lower() for c in row[:2]] == ["path", "label"]):
+                if not row or row[0].startswith("#") or (n == 1 and row[-1].strip().lower() == "label"):
                     continue
                 if len(row) < 2:
-                    raise TrainingDataError(f"{root}:{n}: expected 'path,label', got {','.join(row)!r}.")
+                    raise TrainingDataError(f"{root}:{n}: expected 'path,label' or 'values...,label', got "
+                                            f"{','.join(row)!r}.")
+                if len(row) > 2 or _number(row[0]):
+                    pairs.append((_numbers(row[:-1], root, n), row[-1].strip()))
+                    continue
                 path = Path(row[0].strip())
                 pairs.append((str(path if path.is_absolute() else root.parent / path), row[1].strip()))
     else:
         raise TrainingDataError(f"No folder or CSV at {root}: pass a folder of <label>/ subfolders or a CSV.")
     if not pairs:
-        raise TrainingDataError(f"No labelled images found in {root}: expected <label>/<image>.jpg or path,label rows.")
+        raise TrainingDataError(f"No labelled examples found in {root}: expected <label>/<file> "
+                                f"({', '.join(sorted(suffixes))}) or CSV rows.")
     return pairs
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _numbers(cells: list[str], root: Path, line: int) -> list[float]:
+    from mlupdate.errors import TrainingDataError
+
+    try:
+        return [float(c) for c in cells]
+    except ValueError:
+        raise TrainingDataError(f"{root}:{line}: an array row holds numbers then the label; got "
+                                f"{','.join(cells)!r}.") from None
+
+
+def _example_value(value: Any, fd: Any) -> Any:
+    """A read value as the input takes it: an image path, or an array (from .npy or a CSV row)."""
+    import numpy as np
+
+    from mlupdate.errors import TrainingDataError
+
+    if fd.type == "image":
+        if not isinstance(value, str):
+            raise TrainingDataError(f"Input '{fd.name}' is an image; give image files, not rows of numbers.")
+        return value
+    if isinstance(value, str):
+        if not value.endswith(".npy"):
+            raise TrainingDataError(f"Input '{fd.name}' is {fd}; give .npy files (or CSV rows of numbers), not "
+                                    f"{value}.")
+        try:
+            return np.load(value, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise TrainingDataError(f"Cannot read {value} as a .npy array ({exc}).") from None
+    arr = np.asarray(value, np.float32)
+    if fd.shape and arr.size == int(np.prod(fd.shape)):
+        arr = arr.reshape(fd.shape)
+    return arr
+
+
+def _label(raw: str, labels: list[Any], target: Any) -> Any:
+    """A label as the model's training input takes it.
+
+    A class label for a classifier; otherwise a number (a class index or a target value), as an
+    array of the declared shape when the training input is a multiarray.
+    """
+    import numpy as np
+
+    if labels:
+        return int(raw) if isinstance(labels[0], int) else raw
+    try:
+        value: Any = int(raw)
+    except ValueError:
+        value = float(raw) if _number(raw) else raw
+    if target.type == "multiArray" and not isinstance(value, str):
+        return np.full(target.shape or (1,), value, dtype=np.dtype(target.dtype or "float32"))
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,16 +135,17 @@ def run(args: argparse.Namespace) -> int:
         raise mlupdate.UpdateError("--out must differ from MODEL: mlupdate never overwrites the source model.")
     spec = read_spec(args.model)
     desc = mlupdate.Description.from_spec(spec)
-    images = [f.name for f in desc.inputs.values() if f.type == "image"]
     label = next((n for n in desc.training_inputs if n not in desc.inputs), None)
-    if len(images) != 1 or label is None:
-        raise mlupdate.TrainingDataError("mlupdate update needs a model with one image input and a label training "
-                                         f"input; this one has inputs {list(desc.inputs)}, training inputs "
-                                         f"{list(desc.training_inputs)}.")
+    features = [f for f in desc.inputs.values() if f.type in ("image", "multiArray")]
+    if len(desc.inputs) != 1 or len(features) != 1 or label is None:
+        raise mlupdate.TrainingDataError("mlupdate update needs a model with one image or array input and a label "
+                                         f"training input; this one has inputs {list(desc.inputs)}, training inputs "
+                                         f"{list(desc.training_inputs)}. Use mlupdate.UpdateTask from Python.")
+    fd = features[0]
     labels = desc.class_labels or []
-    pairs = read_data(args.data)
-    data = [{images[0]: path, label: int(lab) if labels and isinstance(labels[0], int) else lab}
-            for path, lab in pairs]
+    pairs = read_data(args.data, IMAGE_SUFFIXES if fd.type == "image" else {".npy"})
+    target = desc.training_inputs[label]
+    data = [{fd.name: _example_value(value, fd), label: _label(lab, labels, target)} for value, lab in pairs]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
                                    ("mini_batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
     losses: list[float] = []
