@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from mlupdate.errors import FeatureError, ImageError
 from mlupdate.features.images import CROP_AND_SCALE
+from mlupdate.models import PROGRAMS, program_for
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
 from mlupdate.spec.params import ParameterDescription, update_parameters
@@ -36,6 +37,8 @@ def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, ex
         from mlupdate.runtime.knn import KNNProgram
 
         return KNNProgram(spec)
+    if kind in PROGRAMS:
+        return program_for(spec)
     from mlupdate.runtime.pipeline import PipelineProgram
 
     return PipelineProgram(spec, compute_units, cache_key, executor, threads)
@@ -163,7 +166,8 @@ def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scal
     """Load a ``.mlmodel`` file, validate it once and compile it.
 
     Args:
-        path: The ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN or pipeline).
+        path: The ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
+            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.models`), or a pipeline).
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
         executor: ``auto``, or force ``onnxruntime`` / ``torch``.

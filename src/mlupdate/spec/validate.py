@@ -9,16 +9,18 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import SpecError, UnsupportedModelError
+from mlupdate.models import PROGRAMS, REFUSED
 
+#: The model types mlupdate runs; the first three are the neural networks.
 RUNNABLE = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor",
-            "kNearestNeighborsClassifier", "pipeline", "pipelineClassifier", "pipelineRegressor")
+            "kNearestNeighborsClassifier", "pipeline", "pipelineClassifier", "pipelineRegressor", *PROGRAMS)
 
 
 def check_model_type(spec: Any, where: str = "The model") -> str:
     """Return the model type, or raise a clear error for types mlupdate cannot run.
 
     Raises:
-        UnsupportedModelError: For mlProgram, linked models and other non-NN types.
+        UnsupportedModelError: For mlProgram, linked models and the other types mlupdate does not run.
     """
     kind = spec.WhichOneof("Type")
     check_declared_sizes(spec, where)
@@ -35,9 +37,10 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
             "referenced .mlmodel in the pipeline instead of the link."
         )
     if kind not in RUNNABLE:
+        why = f" mlupdate does not run it: {REFUSED[kind]}." if kind in REFUSED else ""
         raise UnsupportedModelError(
-            f"{where} is of type '{kind}'. mlupdate runs and updates neural networks, k-NN classifiers and "
-            f"pipelines of them ({', '.join(RUNNABLE)})."
+            f"{where} is of type '{kind}'.{why} mlupdate runs neural networks, k-NN classifiers, "
+            f"{', '.join(PROGRAMS)} and pipelines of them; it updates neural networks and k-NN classifiers."
         )
     if kind in ("neuralNetworkClassifier",):
         nn = spec.neuralNetworkClassifier

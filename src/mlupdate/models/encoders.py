@@ -1,0 +1,248 @@
+"""Encoders (``oneHotEncoder``, ``dictVectorizer``, ``featureVectorizer``, ``categoricalMapping``).
+
+Semantics (Core ML's ``OneHotEncoder.proto``, ``DictVectorizer.proto``, ``FeatureVectorizer.proto``,
+``CategoricalMapping.proto`` and their validators; where Core ML documents nothing, mlupdate's choice,
+marked *choice*):
+
+* oneHotEncoder: one int64 or string input; the category's position in the model's list gets 1.0.
+  Dense output: a multiarray with one value per category. ``outputSparse``: a dictionary
+  ``{position: 1.0}`` (int64 keys). An unknown category is an error (``ErrorOnUnknown``) or all zeros
+  (``IgnoreUnknown``: an empty dictionary when sparse).
+* dictVectorizer: one dictionary input; each key's position in the model's list receives its value,
+  keys not in the input stay 0. Multiarray output: the dense vector; dictionary output (what
+  coremltools writes): ``{position: value}`` for the keys given. A key the model does not list is an
+  error (the proto: "All keys in the input dictionary must be present in the index mapping vector").
+* featureVectorizer: the listed inputs, in list order, concatenated into one multiarray: a double or
+  int64 gives one value, a multiarray its values (``inputDimensions`` of them), an int64-keyed
+  dictionary a dense vector of ``inputDimensions`` values with ``value[key]`` at position ``key``.
+* categoricalMapping: string to int64 or int64 to string through the model's map, the
+  ``ValueOnUnknown`` for other inputs (an error when unset); a sequence input maps each element.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlupdate.errors import FeatureError, SpecError
+from mlupdate.models.values import (
+    array,
+    dictionary,
+    feature,
+    inputs_of,
+    integer,
+    number,
+    only,
+    output,
+    outputs_of,
+    string,
+)
+
+
+class OneHotEncoderProgram:
+    """Runs a ``oneHotEncoder`` spec.
+
+    Args:
+        spec: A ``Model_pb2.Model`` of type ``oneHotEncoder``.
+
+    Raises:
+        SpecError: If the categories, input or output do not fit together.
+    """
+
+    def __init__(self, spec: Any) -> None:
+        ohe = spec.oneHotEncoder
+        which = ohe.WhichOneof("CategoryType")
+        if which is None:
+            raise SpecError("The oneHotEncoder has no categories; set stringCategories or int64Categories.")
+        want = "string" if which == "stringCategories" else "int64"
+        self.input = only(inputs_of(spec), "oneHotEncoder", "input", (want,))
+        self.sparse = bool(ohe.outputSparse)
+        self.output = only(outputs_of(spec), "oneHotEncoder", "output", ("dictionary",) if self.sparse
+                           else ("multiArray",))
+        values = getattr(ohe, which).vector
+        self.index = {v if want == "string" else int(v): i for i, v in reversed(list(enumerate(values)))}
+        self.size = len(values)
+        self.ignore_unknown = ohe.handleUnknown == 1
+
+    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
+        """Encode every example: ``{output: one-hot array or {position: 1.0}}``."""
+        read = string if self.input.type == "string" else integer
+        out = []
+        for ex in examples:
+            value = read(feature(ex, self.input), self.input)
+            pos = self.index.get(value)
+            if pos is None and not self.ignore_unknown:
+                raise FeatureError(f"Input '{self.input.name}' is {value!r}, which is not one of the encoder's "
+                                   f"{self.size} categories; pass a known category (or set handleUnknown to "
+                                   "IgnoreUnknown).")
+            if self.sparse:
+                out.append({self.output.name: {} if pos is None else {pos: 1.0}})
+                continue
+            dense = np.zeros(self.size)
+            if pos is not None:
+                dense[pos] = 1.0
+            out.append({self.output.name: output(dense, self.output)})
+        return out
+
+
+class DictVectorizerProgram:
+    """Runs a ``dictVectorizer`` spec.
+
+    Args:
+        spec: A ``Model_pb2.Model`` of type ``dictVectorizer``.
+
+    Raises:
+        SpecError: If the map, input or output do not fit together.
+    """
+
+    def __init__(self, spec: Any) -> None:
+        dv = spec.dictVectorizer
+        which = dv.WhichOneof("Map")
+        if which is None:
+            raise SpecError("The dictVectorizer has no index map; set stringToIndex or int64ToIndex.")
+        self.input = only(inputs_of(spec), "dictVectorizer", "input", ("dictionary",))
+        want = "str" if which == "stringToIndex" else "int64"
+        if self.input.dtype != want:
+            raise SpecError(f"The dictVectorizer maps {want} keys but its input '{self.input.name}' has "
+                            f"{self.input.dtype} keys; they must agree.")
+        self.output = only(outputs_of(spec), "dictVectorizer", "output", ("multiArray", "dictionary"))
+        keys = getattr(dv, which).vector
+        self.index = {k if want == "str" else int(k): i for i, k in reversed(list(enumerate(keys)))}
+        self.size = len(keys)
+
+    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
+        """Vectorize every example: ``{output: array or {position: value}}``."""
+        out = []
+        for ex in examples:
+            given = dictionary(feature(ex, self.input), self.input)
+            unknown = [k for k in given if k not in self.index]
+            if unknown:
+                raise FeatureError(f"Input '{self.input.name}' has keys {unknown[:5]} that the dictVectorizer does "
+                                   f"not map; it knows {list(self.index)[:10]}. Drop the unknown keys.")
+            sparse = {self.index[k]: v for k, v in given.items()}
+            if self.output.type == "dictionary":
+                out.append({self.output.name: sparse})
+                continue
+            dense = np.zeros(self.size)
+            dense[list(sparse)] = list(sparse.values())
+            out.append({self.output.name: output(dense, self.output)})
+        return out
+
+
+class FeatureVectorizerProgram:
+    """Runs a ``featureVectorizer`` spec.
+
+    Args:
+        spec: A ``Model_pb2.Model`` of type ``featureVectorizer``.
+
+    Raises:
+        SpecError: If a listed column is not a declared input or its size does not fit its type.
+    """
+
+    def __init__(self, spec: Any) -> None:
+        declared = {fd.name: fd for fd in inputs_of(spec)}
+        self.columns = []
+        for col in spec.featureVectorizer.inputList:
+            fd = declared.get(col.inputColumn)
+            size = int(col.inputDimensions)
+            if fd is None:
+                raise SpecError(f"The featureVectorizer lists column '{col.inputColumn}', which is not one of its "
+                                f"inputs {list(declared)}; declare it as an input.")
+            if size <= 0 or fd.type not in ("double", "int64", "multiArray", "dictionary") or (
+                    fd.type in ("double", "int64") and size != 1) or (fd.type == "dictionary" and fd.dtype != "int64"):
+                raise SpecError(f"The featureVectorizer's column '{fd.name}' ({fd}) cannot give {size} values: "
+                                "doubles and int64s give 1, multiarrays their size, int64-keyed dictionaries "
+                                "inputDimensions (string-keyed ones need a dictVectorizer first).")
+            if fd.type == "multiArray" and fd.shape and not fd.flexible and math.prod(fd.shape) != size:
+                raise SpecError(f"The featureVectorizer's column '{fd.name}' has shape {list(fd.shape)} but "
+                                f"inputDimensions {size}; they must agree.")
+            self.columns.append((fd, size))
+        if not self.columns:
+            raise SpecError("The featureVectorizer lists no input columns; add inputList entries.")
+        self.output = only(outputs_of(spec), "featureVectorizer", "output", ("multiArray",))
+
+    def column(self, example: dict[str, Any], fd: Any, size: int) -> np.ndarray:
+        """One column's values."""
+        value = feature(example, fd)
+        if fd.type == "double":
+            return np.asarray([number(value, fd)])
+        if fd.type == "int64":
+            return np.asarray([float(integer(value, fd))])
+        if fd.type == "multiArray":
+            arr = array(value, fd).reshape(-1).astype(np.float64)
+            if arr.size != size:
+                raise FeatureError(f"Input '{fd.name}' has {arr.size} values; the featureVectorizer takes {size}.")
+            return arr
+        dense = np.zeros(size)
+        for key, v in dictionary(value, fd).items():
+            if not 0 <= key < size:
+                raise FeatureError(f"Input '{fd.name}' has key {key}, outside the featureVectorizer's 0..{size - 1}.")
+            dense[key] = v
+        return dense
+
+    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
+        """Concatenate every example's columns: ``{output: array}``."""
+        return [{self.output.name: output(np.concatenate([self.column(ex, fd, n) for fd, n in self.columns]),
+                                          self.output)} for ex in examples]
+
+
+class CategoricalMappingProgram:
+    """Runs a ``categoricalMapping`` spec.
+
+    Args:
+        spec: A ``Model_pb2.Model`` of type ``categoricalMapping``.
+
+    Raises:
+        SpecError: If the map, the default or the interface types disagree.
+    """
+
+    def __init__(self, spec: Any) -> None:
+        cm = spec.categoricalMapping
+        which = cm.WhichOneof("MappingType")
+        if which is None:
+            raise SpecError("The categoricalMapping has no map; set stringToInt64Map or int64ToStringMap.")
+        to_int = which == "stringToInt64Map"
+        source, target = ("string", "int64") if to_int else ("int64", "string")
+        self.input = only(inputs_of(spec), "categoricalMapping", "input", (source, "sequence"))
+        self.output = only(outputs_of(spec), "categoricalMapping", "output", (target, "sequence"))
+        if (self.input.type == "sequence") != (self.output.type == "sequence"):
+            raise SpecError("The categoricalMapping maps a sequence to a single value (or back); make the input and "
+                            "the output both sequences or both single values.")
+        for fd, kind in ((spec.description.input[0], source), (spec.description.output[0], target)):
+            element = fd.type.sequenceType.WhichOneof("Type")
+            if fd.type.WhichOneof("Type") == "sequenceType" and element != f"{kind}Type":
+                raise SpecError(f"The categoricalMapping's '{fd.name}' must be a sequence of {kind}s, as its map "
+                                "needs; fix the description.")
+        self.source = source
+        self.map = dict(getattr(cm, which).map)
+        default = cm.WhichOneof("ValueOnUnknown")
+        if default == ("strValue" if to_int else "int64Value"):
+            raise SpecError(f"The categoricalMapping produces {target} but its ValueOnUnknown is a {source}; set "
+                            f"{'int64Value' if to_int else 'strValue'} instead.")
+        self.default = getattr(cm, default) if default else None
+
+    def convert(self, value: Any) -> Any:
+        """One value through the map."""
+        key = (string if self.source == "string" else integer)(value, self.input)
+        if key in self.map:
+            return self.map[key]
+        if self.default is None:
+            raise FeatureError(f"Input '{self.input.name}' is {key!r}, which the categoricalMapping does not map and "
+                               "it has no ValueOnUnknown; pass a mapped value.")
+        return self.default
+
+    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
+        """Map every example: ``{output: value}`` (a list for sequences)."""
+        out = []
+        for ex in examples:
+            value = feature(ex, self.input)
+            if self.input.type == "sequence":
+                if not isinstance(value, (list, tuple)):
+                    raise FeatureError(f"Input '{self.input.name}' is a sequence; pass a list.")
+                out.append({self.output.name: [self.convert(v) for v in value]})
+            else:
+                out.append({self.output.name: self.convert(value)})
+        return out

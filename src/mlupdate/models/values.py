@@ -1,0 +1,233 @@
+"""Feature values in and out of the classic (non-network) model types.
+
+Inputs are read as Core ML reads them:
+
+* ``double`` and ``int64`` features take Python or numpy numbers (an ``int64`` feature also takes a
+  float with an integral value, and both take a one-element array);
+* ``string`` features take ``str``; ``dictionary`` features take a ``dict`` whose keys are of the
+  declared key type (``str`` or ``int``) and whose values are numbers;
+* multiarray features take anything numpy turns into a numeric array of the declared shape (an array
+  with the declared number of values is reshaped, as a pipeline stage may hand ``[1, n]`` on), and are
+  converted to the declared data type (``DOUBLE`` stays float64).
+
+"Vectorizable" models (GLM, SVM, tree ensembles) concatenate all their inputs, in the order the
+model declares them, into one feature vector per example, as Core ML does.
+
+Outputs: ``double`` as ``float``, ``int64`` as ``int``, ``string`` as ``str``, multiarrays as numpy
+arrays of the declared data type and shape, dictionaries as ``dict``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mlupdate.errors import FeatureError, SpecError
+from mlupdate.features.arrays import check_array
+from mlupdate.spec.description import FeatureDescription
+
+VECTOR_TYPES = ("double", "int64", "multiArray")
+
+
+def inputs_of(spec: Any) -> list[FeatureDescription]:
+    """The model's declared inputs."""
+    return [FeatureDescription.from_proto(f) for f in spec.description.input]
+
+
+def outputs_of(spec: Any) -> list[FeatureDescription]:
+    """The model's declared outputs."""
+    return [FeatureDescription.from_proto(f) for f in spec.description.output]
+
+
+def only(features: list[FeatureDescription], kind: str, what: str, types: Sequence[str]) -> FeatureDescription:
+    """The single input or output (``what``) of a model that has exactly one, of one of ``types``."""
+    if len(features) != 1:
+        raise SpecError(f"A {kind} has exactly one {what}, but this one declares {len(features)}. Fix the "
+                        "model's description.")
+    fd = features[0]
+    if fd.type not in types:
+        raise SpecError(f"The {kind}'s {what} '{fd.name}' is {fd.type}; it must be {' or '.join(types)}. Fix the "
+                        "model's description.")
+    return fd
+
+
+def vector_inputs(spec: Any, kind: str) -> tuple[list[FeatureDescription], int | None]:
+    """The inputs of a vectorizable model and the length of the vector they make (None when unknown)."""
+    fds = inputs_of(spec)
+    for fd in fds:
+        if fd.type not in VECTOR_TYPES:
+            raise SpecError(f"The {kind}'s input '{fd.name}' is {fd.type}, but this model type reads only double, "
+                            "int64 and multiarray inputs. Put a dictVectorizer, oneHotEncoder or featureVectorizer "
+                            "before it in a pipeline.")
+    if any(fd.type == "multiArray" and not fd.shape for fd in fds):
+        return fds, None
+    return fds, sum(math.prod(fd.shape) if fd.type == "multiArray" else 1 for fd in fds)
+
+
+def feature(example: dict[str, Any], fd: FeatureDescription) -> Any:
+    """The example's value of ``fd``, or a FeatureError when it is missing."""
+    value = example.get(fd.name)
+    if value is None:
+        raise FeatureError(f"Missing input '{fd.name}' ({fd}). Pass it in the features dictionary.")
+    return value
+
+
+def number(value: Any, fd: FeatureDescription) -> float:
+    """A ``double`` feature's value."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise FeatureError(f"Input '{fd.name}' is a {fd.type}; pass a number, got {type(value).__name__}.")
+    return float(value)
+
+
+def integer(value: Any, fd: FeatureDescription) -> int:
+    """An ``int64`` feature's value."""
+    x = number(value, fd)
+    if not x.is_integer():
+        raise FeatureError(f"Input '{fd.name}' is an int64; pass an integer, got {value!r}.")
+    return int(x)
+
+
+def string(value: Any, fd: FeatureDescription) -> str:
+    """A ``string`` feature's value."""
+    if not isinstance(value, str):
+        raise FeatureError(f"Input '{fd.name}' is a string; pass a str, got {type(value).__name__}.")
+    return str(value)
+
+
+def dictionary(value: Any, fd: FeatureDescription) -> dict[Any, float]:
+    """A ``dictionary`` feature's value: keys of the declared type, values as floats."""
+    if not isinstance(value, dict):
+        raise FeatureError(f"Input '{fd.name}' is a dictionary ({fd}); pass a dict, got {type(value).__name__}.")
+    want = str if fd.dtype == "str" else int
+    out: dict[Any, float] = {}
+    for key, v in value.items():
+        ok = isinstance(key, str) if want is str else isinstance(key, (int, np.integer)) and not isinstance(key, bool)
+        if not ok:
+            raise FeatureError(f"Input '{fd.name}' has {want.__name__} keys, but key {key!r} is a "
+                               f"{type(key).__name__}. Pass a dict with {want.__name__} keys.")
+        out[want(key)] = number(v, FeatureDescription(f"{fd.name}[{key!r}]", "double"))
+    return out
+
+
+def array(value: Any, fd: FeatureDescription) -> np.ndarray:
+    """A multiarray feature's value, of the declared shape and data type."""
+    if isinstance(value, (list, tuple)):
+        try:
+            value = np.asarray(value)
+        except ValueError as exc:
+            raise FeatureError(f"Input '{fd.name}' must be a numeric array of shape {fd.shape_text()}: {exc}") from None
+    if (isinstance(value, np.ndarray) and fd.shape and not fd.flexible and value.dtype != object
+            and value.size == math.prod(fd.shape)):
+        value = value.reshape(fd.shape)
+    check_array(value, fd)
+    return np.asarray(value).astype(fd.dtype or "float64")
+
+
+def vector(example: dict[str, Any], fd: FeatureDescription) -> np.ndarray:
+    """One vectorizable input's values as float64."""
+    value = feature(example, fd)
+    if fd.type == "double":
+        return np.asarray([number(value, fd)])
+    if fd.type == "int64":
+        return np.asarray([integer(value, fd)], dtype=np.float64)
+    return array(value, fd).reshape(-1).astype(np.float64)
+
+
+def vectorize(examples: Sequence[dict[str, Any]], fds: list[FeatureDescription], width: int | None) -> np.ndarray:
+    """The ``[B, width]`` float64 feature vectors of the examples (every input, in declared order)."""
+    rows = [np.concatenate([vector(ex, fd) for fd in fds]) for ex in examples]
+    sizes = {r.size for r in rows}
+    if len(sizes) > 1 or (width is not None and sizes != {width}):
+        raise FeatureError(f"The inputs ({', '.join(str(fd) for fd in fds)}) make vectors of {sorted(sizes)} values; "
+                           f"the model reads {width if width is not None else 'one size of'} values. Pass arrays of "
+                           "the declared shapes.")
+    return np.stack(rows)
+
+
+def output(value: Any, fd: FeatureDescription) -> Any:
+    """A computed value as the declared output type returns it."""
+    if fd.type == "multiArray":
+        arr = np.asarray(value).astype(fd.dtype or "float64")
+        return arr.reshape(fd.shape) if fd.shape and math.prod(fd.shape) == arr.size else arr
+    if fd.type in ("double", "int64"):
+        flat = np.asarray(value).reshape(-1)
+        if flat.size != 1:
+            raise SpecError(f"Output '{fd.name}' is a {fd.type} but the model computes {flat.size} values; declare it "
+                            "as a multiarray.")
+        return float(flat[0]) if fd.type == "double" else int(flat[0])
+    return value
+
+
+def regressor_output(spec: Any, kind: str, dims: int) -> FeatureDescription:
+    """The output a regressor writes its prediction to (``predictedFeatureName``, else the only output)."""
+    outs = outputs_of(spec)
+    name = spec.description.predictedFeatureName
+    found = [fd for fd in outs if fd.name == name] if name else outs[:1] if len(outs) == 1 else []
+    if not found:
+        raise SpecError(f"The {kind} does not say which output holds its prediction; set "
+                        "description.predictedFeatureName to the name of a declared output.")
+    fd = found[0]
+    if fd.type not in ("double", "multiArray") or (fd.type == "double" and dims != 1):
+        raise SpecError(f"The {kind}'s output '{fd.name}' is {fd.type} but the model predicts {dims} value(s); "
+                        f"declare it as {'a double or ' if dims == 1 else ''}a multiarray.")
+    return fd
+
+
+def class_labels(msg: Any, kind: str) -> list[Any]:
+    """The ``stringClassLabels`` / ``int64ClassLabels`` of a classifier message, in score order."""
+    which = msg.WhichOneof("ClassLabels")
+    if which is None:
+        raise SpecError(f"The {kind} has no class labels; set stringClassLabels or int64ClassLabels.")
+    if which == "stringClassLabels":
+        return list(msg.stringClassLabels.vector)
+    return [int(v) for v in msg.int64ClassLabels.vector]
+
+
+class ClassifierOutputs:
+    """Writes a classifier's label and ``{label: probability}`` outputs, as the model declares them.
+
+    Args:
+        spec: The classifier's spec.
+        kind: Its type name, for messages.
+        labels: The class labels, in score order.
+        probabilities: Whether the model can give probabilities (scores) at all.
+
+    Raises:
+        SpecError: If the declared label output is missing or of the wrong type.
+    """
+
+    def __init__(self, spec: Any, kind: str, labels: list[Any], probabilities: bool = True) -> None:
+        if not labels or len(set(labels)) != len(labels):
+            raise SpecError(f"The {kind}'s class labels {labels[:8]} are empty or repeat; give each class one label.")
+        d = spec.description
+        outs = {fd.name: fd for fd in outputs_of(spec)}
+        want = "string" if isinstance(labels[0], str) else "int64"
+        label_fd = outs.get(d.predictedFeatureName)
+        if label_fd is None or label_fd.type != want:
+            raise SpecError(f"The {kind} must declare its predicted label output (predictedFeatureName "
+                            f"'{d.predictedFeatureName}') as {want}, like its class labels. Fix the description.")
+        self.labels = labels
+        self.label_name = d.predictedFeatureName
+        self.probs_fd = outs.get(d.predictedProbabilitiesName) if d.predictedProbabilitiesName else None
+        if self.probs_fd is not None and not probabilities:
+            raise SpecError(f"The {kind} declares the probabilities output '{self.probs_fd.name}' but has no way to "
+                            "compute probabilities (see the model type's notes); remove predictedProbabilitiesName "
+                            "and that output.")
+
+    def results(self, probs: np.ndarray | None, winners: np.ndarray) -> list[dict[str, Any]]:
+        """One output dictionary per example from ``[B, K]`` scores and the winning class indices."""
+        out = []
+        for b, w in enumerate(winners):
+            res: dict[str, Any] = {self.label_name: self.labels[int(w)]}
+            if self.probs_fd is not None and probs is not None:
+                if self.probs_fd.type == "multiArray":
+                    res[self.probs_fd.name] = output(probs[b], self.probs_fd)
+                else:
+                    res[self.probs_fd.name] = {lab: float(p) for lab, p in zip(self.labels, probs[b], strict=True)}
+            out.append(res)
+        return out
