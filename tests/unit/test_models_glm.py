@@ -155,3 +155,21 @@ def test_bad_inputs_are_feature_errors(tmp_path):
     with pytest.raises(mlupdate.FeatureError, match="numeric"):
         model.predict({"x": "four numbers"})
     assert model.predict({"x": X[0].reshape(1, 4)})["label"] == model.predict({"x": list(X[0])})["label"]
+
+
+def test_classifiers_describe_their_class_labels(tmp_path):
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.svm import SVC
+
+    labels = np.array(["low", "mid", "high"])[Y3]
+    for est in (LogisticRegression(multi_class="ovr"), SVC(), RandomForestClassifier(3, random_state=0)):
+        model = converted(est.fit(X, labels), "x", "label", tmp_path / "m.mlmodel")
+        assert model.description.class_labels == list(est.classes_), type(est).__name__
+
+
+def test_a_glm_marked_updatable_is_refused_by_the_update_task(tmp_path):
+    est = LinearRegression().fit(X, X[:, 0])
+    spec = converted(est, "x", "y", tmp_path / "m.mlmodel").spec
+    spec.isUpdatable = True
+    with pytest.raises(mlupdate.NotUpdatableError, match="glmRegressor"):
+        mlupdate.UpdateTask(spec, [{"x": X[0], "y": 1.0}])

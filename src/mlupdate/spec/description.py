@@ -151,27 +151,28 @@ class Description:
         )
 
 
+#: Classifier types whose message holds a ``ClassLabels`` oneof (string or int64 labels).
+_LABELLED = ("neuralNetworkClassifier", "glmClassifier", "supportVectorClassifier", "treeEnsembleClassifier")
+
+
 def class_labels_of(spec: Any) -> list[str] | list[int] | None:
-    """Return a classifier's labels (NN classifier or the last model of a pipeline classifier)."""
+    """Return a classifier's labels (the classifier types, or the last model of a pipeline)."""
     kind = spec.WhichOneof("Type")
-    if kind == "neuralNetworkClassifier":
-        nn = spec.neuralNetworkClassifier
-        which = nn.WhichOneof("ClassLabels")
-        if which == "stringClassLabels":
-            return list(nn.stringClassLabels.vector)
-        if which == "int64ClassLabels":
-            return [int(v) for v in nn.int64ClassLabels.vector]
-        return None
+    if kind in _LABELLED:
+        return _labels(getattr(spec, kind)) or None
     if kind == "kNearestNeighborsClassifier":
-        knn = spec.kNearestNeighborsClassifier
-        which = knn.WhichOneof("ClassLabels")
-        labels: list[Any] = []
-        if which == "stringClassLabels":
-            labels = list(knn.stringClassLabels.vector)
-        elif which == "int64ClassLabels":
-            labels = [int(v) for v in knn.int64ClassLabels.vector]
+        labels = _labels(spec.kNearestNeighborsClassifier)
         return sorted(set(labels), key=labels.index)
     if kind in ("pipelineClassifier", "pipeline", "pipelineRegressor"):
         models = getattr(spec, kind).pipeline.models if kind != "pipeline" else spec.pipeline.models
         return class_labels_of(models[-1]) if models else None
     return None
+
+
+def _labels(msg: Any) -> list[Any]:
+    which = msg.WhichOneof("ClassLabels")
+    if which == "stringClassLabels":
+        return list(msg.stringClassLabels.vector)
+    if which == "int64ClassLabels":
+        return [int(v) for v in msg.int64ClassLabels.vector]
+    return []

@@ -131,6 +131,9 @@ def _make_job(spec: Any, values: dict[str, Any], units: str, crop: str, examples
         from mlupdate.update.knn import KNNUpdate
 
         return KNNUpdate(spec, values, examples)
+    if not kind.startswith("pipeline"):  # Core ML updates only networks, k-NNs and pipelines of them
+        raise NotUpdatableError(f"A {kind} model cannot be updated: Core ML's MLUpdateTask updates neural "
+                                "networks, k-NN classifiers and pipelines ending in one.")
     from mlupdate.update.pipeline import PipelineUpdate
 
     return PipelineUpdate(spec, values, units, crop, examples, frozen_cache)
