@@ -143,3 +143,32 @@ def test_console_script(image_classifier, pets):
     bad = subprocess.run([sys.executable, "-m", "mlupdate.cli", "inspect", "/nonexistent.mlmodel"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "No model file" in bad.stderr
+
+
+def test_inspect_shows_each_pipeline_stage_and_whether_it_runs(tmp_path, capsys):
+    from mlupdate.spec.io import Model_pb2, write_spec
+
+    spec = Model_pb2.Model(specificationVersion=4)
+    spec.description.input.add(name="image").type.imageType.CopyFrom(
+        Model_pb2.ImageFeatureType(width=299, height=299, colorSpace=Model_pb2.ImageFeatureType.RGB))
+    spec.description.output.add(name="label").type.stringType.SetInParent()
+    stages = spec.pipelineClassifier.pipeline.models
+    vision = stages.add(specificationVersion=4)
+    vision.visionFeaturePrint.scene.version = 1
+    vision.description.input.add().CopyFrom(spec.description.input[0])
+    vision.description.output.add(name="features").type.multiArrayType.shape.append(2048)
+    glm = stages.add(specificationVersion=4)
+    glm.glmClassifier.stringClassLabels.vector.extend(["cat", "dog"])
+    glm.description.input.add().CopyFrom(vision.description.output[0])
+    glm.description.output.add().CopyFrom(spec.description.output[0])
+    path = write_spec(spec, tmp_path / "createml.mlmodel")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    stage0, stage1 = out.index("--- pipeline stage 0 ---"), out.index("--- pipeline stage 1 ---")
+    assert "Model: visionFeaturePrint" in out[stage0:stage1] and "features: MultiArray" in out[stage0:stage1]
+    assert "Runs in mlupdate: no: " in out[stage0:stage1] and "Vision" in out[stage0:stage1]
+    assert "Model: glmClassifier" in out[stage1:] and "Runs in mlupdate: yes" in out[stage1:]
+    assert "Class labels: cat, dog" in out[stage1:]
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["models"][1]["runs"] is True and "Vision" in info["models"][0]["runs"]

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from mlupdate.errors import Error
 
-COMMANDS = ("inspect", "predict", "lint", "make_updatable", "convert", "update", "serve", "demo", "compile", "cache")
+COMMANDS = ("inspect", "predict", "lint", "make_updatable", "convert", "update", "serve", "demo", "compile", "cache",
+            "federate", "personalize_fleet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as the docs of signal advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
 def render(info: dict[str, Any]) -> str:
     """Human-readable text of a summary."""
     lines = [f"Model: {info['type']} (specification version {info['specification_version']})",
+             f"Runs in mlupdate: {'yes' if info['runs'] is True else 'no: ' + info['runs']}",
              f"Updatable: {'yes' if info['is_updatable'] else 'no'}"]
     for key, title in (("inputs", "Inputs"), ("outputs", "Outputs"), ("training_inputs", "Training inputs")):
         if info[key]:
@@ -51,6 +52,10 @@ def render(info: dict[str, Any]) -> str:
             flag = "  [updatable]" if layer["updatable"] else ""
             lines.append(f"  {i:3d} {layer['name']} ({layer['type']}): {', '.join(layer['inputs'])} -> "
                          f"{', '.join(layer['outputs'])}{flag}")
+    knn = info.get("knn")
+    if knn:
+        lines.append(f"k-NN: {knn['samples']} samples of {knn['dimensions']} dimensions, {knn['index']}, "
+                     f"{knn['weighting']}, k: {knn['k']}")
     upd = info.get("update")
     if upd:
         lines.append("Update configuration:")
@@ -65,6 +70,6 @@ def render(info: dict[str, Any]) -> str:
             if upd.get(k) is not None:
                 lines.append(f"  {k}: {upd[k]}")
     for i, sub in enumerate(info.get("models", [])):
-        lines.append(f"--- pipeline model {i} ---")
+        lines.append(f"--- pipeline stage {i} ---")
         lines.append("  " + render(sub).replace("\n", "\n  "))
     return "\n".join(lines)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlupdate.models import REFUSED
 from mlupdate.spec.description import Description
 from mlupdate.spec.params import optimizer_of, update_parameters
+from mlupdate.spec.validate import RUNNABLE
 
 
 def summarize(spec: Any) -> dict[str, Any]:
-    """Summarize a ``Model_pb2.Model``: interface, metadata, layers, update configuration."""
+    """Summarize a ``Model_pb2.Model``: interface, metadata, layers, update configuration.
+
+    ``runs`` is True for a type mlupdate runs, else the reason it does not (pipelines: per stage).
+    """
     d = Description.from_spec(spec)
     kind = spec.WhichOneof("Type")
     info: dict[str, Any] = {
         "type": kind,
+        "runs": True if kind in RUNNABLE else REFUSED.get(kind or "", "a model type this version does not know"),
         "specification_version": spec.specificationVersion,
         "is_updatable": spec.isUpdatable,
         "inputs": [str(f) for f in d.inputs.values()],
