@@ -41,3 +41,16 @@ def test_one_log_line_per_action(small_model: Path, tmp_path: Path, caplog: pyte
     assert lines[3] == "Removed red.png (Cat) from the training set"
     assert lines[4] == "Training on 1 photo, 1 epoch..." and lines[5].startswith("Trained on 1 photo in ")
     assert lines[6] == "Reset to the original model" and len(lines) == 7
+
+
+@pytest.mark.parametrize(("model", "reason"), [
+    ("TinyDrawingClassifier.mlmodel", "no fixed list of class labels (a k-NN learns its classes"),
+    ("MNIST_Model.mlmodel", "0 image input(s) among its inputs (image: MultiArray"),
+])
+def test_serve_says_why_a_model_is_not_one_it_serves(tmp_path: Path, capsys, model: str, reason: str) -> None:
+    from mlupdate.cli import main
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "models"
+    assert main(["serve", str(shared / model), "--data-dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert reason in err and "Traceback" not in err

@@ -32,7 +32,9 @@ def add_parser(sub: Any) -> None:
                        description="Serve a web page that classifies photos with MODEL, collects corrected labels "
                                    "and retrains the model on this machine. Without MODEL the built-in demo model is "
                                    "served.")
-    p.add_argument("model", nargs="?", type=Path, help="an updatable image classifier .mlmodel (default: the demo)")
+    p.add_argument("model", nargs="?", type=Path,
+                   help="an updatable image classifier .mlmodel: one image input and a list of class labels "
+                        "(default: the demo)")
     p.add_argument("--samples", type=Path, default=None, help="a folder of photos to offer as a gallery")
     add_arguments(p)
     p.set_defaults(func=run)

@@ -104,10 +104,19 @@ class AppService:
     def _inspect(self, model: Any) -> None:
         d = model.description
         images = [f for f in d.inputs.values() if f.type == "image"]
-        if len(images) != 1 or not d.class_labels:
+        inputs = ", ".join(str(f) for f in d.inputs.values())
+        if len(images) != 1 or len(d.inputs) != 1:
             raise mlupdate.FeatureError(
-                f"{self.model_path} is not an image classifier with one image input (inputs: "
-                f"{', '.join(str(f) for f in d.inputs.values())}); the app needs one, like the demo model.")
+                f"{self.model_path} has {len(images)} image input(s) among its inputs ({inputs}); the app serves "
+                "models with exactly one input, an image, like the demo model. Predict it with mlupdate predict "
+                "--input NAME=VALUE instead.")
+        if not d.class_labels:
+            knn = "k-NN" in d.model_type or _ends_in_knn(model.spec)
+            raise mlupdate.FeatureError(
+                f"{self.model_path} ({d.model_type}) has no fixed list of class labels"
+                + (" (a k-NN learns its classes from the examples it is given)" if knn else "")
+                + "; the app offers the model's labels for relabelling photos, so it serves classifiers that "
+                "declare them. Update this model with mlupdate update DATA, whose folder names are the labels.")
         if not d.is_updatable:
             raise mlupdate.NotUpdatableError(
                 f"{self.model_path} is not updatable, so the app could not retrain it. Make it updatable first "
@@ -351,3 +360,14 @@ class AppService:
             self.model, self.personalized_path, self.info, self.warning = self.base_model, None, None, None
             log.info("Reset to the original model")
             return had
+
+
+def _ends_in_knn(spec: Any) -> bool:
+    """Whether a model is, or is a pipeline ending in, a k-nearest-neighbours classifier."""
+    kind = spec.WhichOneof("Type")
+    if kind == "kNearestNeighborsClassifier":
+        return True
+    if kind and kind.startswith("pipeline"):
+        pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
+        return bool(pipe.models) and _ends_in_knn(pipe.models[-1])
+    return False
