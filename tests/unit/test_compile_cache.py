@@ -79,3 +79,19 @@ def test_without_a_compiled_model_the_fresh_process_compiles_with_torch(tmp_path
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert "torch" in got["heavy"]  # the first load compiles: the check above can fail
     assert list((tmp_path / "empty-cache").rglob("*.onnx"))
+
+
+def test_a_damaged_cache_artifact_is_compiled_again(tmp_path, monkeypatch):
+    import mlupdate
+
+    monkeypatch.setenv("MLUPDATE_CACHE_DIR", str(tmp_path / "cache"))
+    path = _image_classifier(tmp_path)
+    first = mlupdate.load(path, compute_units="cpu_only")
+    (artifact,) = list((tmp_path / "cache").rglob("*.onnx"))
+    good = artifact.read_bytes()
+    artifact.write_bytes(good[: len(good) // 2])  # a truncated file: onnxruntime cannot load it
+    again = mlupdate.load(path, compute_units="cpu_only")
+    assert again.executor == "onnxruntime"
+    assert artifact.read_bytes() != good[: len(good) // 2]  # replaced by a fresh export
+    x = np.full((16, 16, 3), 128, np.uint8)
+    assert again.predict({"image": x}) == first.predict({"image": x})

@@ -40,6 +40,16 @@ def read(name: str) -> bytes | None:
     return data
 
 
+def path_of(name: str) -> Path | None:
+    """The file of the cached artifact ``name``, marked as just used; None when absent."""
+    path = cache_dir() / name
+    try:
+        os.utime(path)
+    except OSError:
+        return None
+    return path
+
+
 def write(name: str, data: bytes) -> None:
     """Store an artifact atomically, then evict the least recently used ones over the limit.
 

@@ -78,27 +78,27 @@ def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_
     return simplify(onnx.load_from_string(buf.getvalue())).SerializeToString()
 
 
-def _cached_export(graph: Graph, samples: list[np.ndarray], batched: bool, key: str | None,
-                   dynamic_hw: tuple[int, ...] = ()) -> bytes:
-    if key is None:
-        return export_onnx(graph, samples, batched, dynamic_hw)
-    name = artifact_name(key, batched, dynamic_hw)
-    data = cache.read(name)
-    if data is None:
-        data = export_onnx(graph, samples, batched, dynamic_hw)
-        cache.write(name, data)
-    return data
-
-
 def onnx_executor(graph: Graph, samples: list[np.ndarray], batched: bool, cache_key: str | None = None,
                   dynamic_hw: tuple[int, ...] = (), threads: int | None = None) -> OnnxExecutor:
     """The graph's (cached) ONNX export on onnxruntime; torch re-runs it to name a failing layer.
 
+    A cached artifact that onnxruntime cannot load (damaged on disk) is exported again and replaced.
+
     Raises:
         ExportError: If the graph does not export, or onnxruntime cannot load the export.
     """
-    data = _cached_export(graph, samples, batched, cache_key, dynamic_hw)
-    return OnnxExecutor(data, threads, TorchExecutor(graph).run)
+    diagnose = TorchExecutor(graph).run
+    name = artifact_name(cache_key, batched, dynamic_hw) if cache_key is not None else None
+    cached = cache.read(name) if name is not None else None
+    if cached is not None:
+        try:
+            return OnnxExecutor(cached, threads, diagnose)
+        except ExportError:
+            pass
+    data = export_onnx(graph, samples, batched, dynamic_hw)
+    if name is not None:
+        cache.write(name, data)
+    return OnnxExecutor(data, threads, diagnose)
 
 
 def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,

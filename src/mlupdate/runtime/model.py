@@ -55,6 +55,8 @@ class Model:
         path: Where the model was read from, if anywhere.
         executor: ``auto`` (onnxruntime on the CPU, torch on CUDA), or force ``onnxruntime`` / ``torch``.
         threads: CPU threads the executor uses (None: one per core).
+        copy: False hands ``spec`` over to the model without copying it (as ``load`` does with the spec
+            it reads); the caller must not modify it afterwards.
 
     Raises:
         mlupdate.Error: Subclasses for every problem with the spec (see ``mlupdate.load``).
@@ -62,10 +64,10 @@ class Model:
 
     def __init__(self, spec: ModelSpec, *, compute_units: str = "all", crop_and_scale: str = "center_crop",
                  path: str | os.PathLike[str] | None = None, executor: str = "auto",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, copy: bool = True) -> None:
         if crop_and_scale not in CROP_AND_SCALE:
             raise ImageError(f"crop_and_scale must be one of {', '.join(CROP_AND_SCALE)}, got {crop_and_scale!r}.")
-        self._spec = copy_spec(spec)
+        self._spec = copy_spec(spec) if copy else spec
         self.compute_units = compute_units
         self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
@@ -183,4 +185,4 @@ def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scal
         SpecError: An inconsistent spec (missing blobs, wrong weight counts).
     """
     return Model(read_spec(path), compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
-                 executor=executor, threads=threads)
+                 executor=executor, threads=threads, copy=False)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlupdate.errors import FeatureError, SpecError, UnsupportedModelError
+from mlupdate.errors import ExportError, FeatureError, SpecError, UnsupportedModelError
 from mlupdate.features.arrays import check_array, image_blob, to_blob
 from mlupdate.spec.description import Description, FeatureDescription
 
@@ -106,10 +106,14 @@ class NetworkProgram:
         if executor == "auto" and compute_units != "cpu_only" and cuda_possible():
             return None
         for batched in (True, False):
-            data = cache.read(artifact_name(cache_key, batched, self.flexible_images))
-            if data is not None:
+            path = cache.path_of(artifact_name(cache_key, batched, self.flexible_images))
+            if path is not None:
+                try:
+                    session = OnnxExecutor(path, threads, self._diagnose)
+                except ExportError:  # evicted meanwhile, or unreadable: compile again
+                    return None
                 self.batched = batched
-                return OnnxExecutor(data, threads, self._diagnose)
+                return session
         return None
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:

@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class OnnxExecutor:
     """Runs a network's ONNX export with onnxruntime on the CPU.
 
     Args:
-        data: The ONNX model bytes.
+        data: The ONNX model bytes, or its file (onnxruntime reads it; no copy held in Python).
         threads: Intra-op threads (None: onnxruntime's default, one per core).
         diagnose: Called with the inputs when onnxruntime fails on them; re-runs the network in torch
             so that the failing layer is named (raises its ``LayerError``).
@@ -95,7 +96,7 @@ class OnnxExecutor:
     name = "onnxruntime"
     device = "cpu"
 
-    def __init__(self, data: bytes, threads: int | None, diagnose: Callable[[list[np.ndarray]], None]) -> None:
+    def __init__(self, data: bytes | Path, threads: int | None, diagnose: Callable[[list[np.ndarray]], None]) -> None:
         import onnxruntime as ort
 
         from mlupdate.errors import ExportError
@@ -107,12 +108,18 @@ class OnnxExecutor:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
+            source = str(data) if isinstance(data, Path) else data
+            self.session = ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - an unloadable export means "fall back"
             raise ExportError(f"onnxruntime cannot load the exported graph: {exc}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.onnx_bytes = data
+        self.source = data
         self.diagnose = diagnose
+
+    @property
+    def onnx_bytes(self) -> bytes:
+        """The ONNX model this executor runs."""
+        return self.source.read_bytes() if isinstance(self.source, Path) else self.source
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run on numpy inputs; returns numpy outputs.
