@@ -416,3 +416,13 @@ def test_lint_reports_what_load_refuses(tmp_path):
     found = [p for p in mlupdate.lint(path) if p.rule == "load"]
     assert len(found) == 1 and found[0].severity == "error" and "'fc'" in found[0].message
     assert str(err.value) in found[0].message
+
+
+def test_errors_only_skips_the_warnings_but_keeps_every_error():
+    spec = _updatable()
+    _layer(spec, "conv").convolution.weights.floatValue[0] = float("nan")
+    assert any(p.rule == "non-finite" for p in mlupdate.lint(spec))
+    assert not any(p.rule == "non-finite" for p in mlupdate.lint(spec, errors_only=True))
+    _nn(spec).updateParams.ClearField("lossLayers")
+    everything = [p for p in mlupdate.lint(spec) if p.severity == "error"]
+    assert everything and mlupdate.lint(spec, errors_only=True) == everything

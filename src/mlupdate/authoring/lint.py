@@ -21,11 +21,13 @@ UPDATABLE_TYPES = (*ng.NN_TYPES, "kNearestNeighborsClassifier", "pipeline", "pip
 MINIMUM_UPDATABLE_SPEC_VERSION = 4
 
 
-def lint(model_or_path: str | os.PathLike[str] | Any) -> list[Problem]:
+def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False) -> list[Problem]:
     """Check a model against Core ML's rules for updatable models.
 
     Args:
         model_or_path: A ``.mlmodel`` path, an :class:`mlupdate.Model`, a coremltools ``MLModel`` or a spec.
+        errors_only: Skip the rules that can only warn (the scan of every weight for NaN or infinity);
+            what an update task needs before it starts.
 
     Returns:
         Every problem found, errors first; an empty list for a clean updatable model.
@@ -36,7 +38,7 @@ def lint(model_or_path: str | os.PathLike[str] | Any) -> list[Problem]:
     spec = resolve_spec(model_or_path)
     refused = _load_problem(spec)
     try:
-        problems = _model(spec, "")
+        problems = _model(spec, "", errors_only)
     except Error:
         if refused is None:
             raise
@@ -47,9 +49,15 @@ def lint(model_or_path: str | os.PathLike[str] | Any) -> list[Problem]:
 
 
 def _load_problem(spec: Any) -> Problem | None:
-    """What ``mlupdate.load`` would refuse the model for (the same checks, run the same way), if anything."""
-    from mlupdate.runtime.model import build_program
+    """What ``mlupdate.load`` would refuse the model for (the same checks, run the same way), if anything.
 
+    A network whose export is in the compiled-model cache loaded before with the same content: it loads.
+    """
+    from mlupdate.runtime.model import build_program
+    from mlupdate.runtime.network import NN_TYPES, is_compiled
+
+    if spec.WhichOneof("Type") in NN_TYPES and is_compiled(spec):
+        return None
     try:
         build_program(spec, "cpu_only", None, executor="torch")
     except Error as exc:
@@ -63,14 +71,14 @@ def _prefixed(problems: list[Problem], where: str) -> list[Problem]:
     return [Problem(p.severity, p.rule, f"{where}: {p.message}", p.layer) for p in problems]
 
 
-def _model(spec: Any, where: str) -> list[Problem]:
+def _model(spec: Any, where: str, errors_only: bool = False) -> list[Problem]:
     kind = spec.WhichOneof("Type")
     out: list[Problem] = [Problem("error", "declared-size", msg) for msg in declared_size_problems(spec)]
     if out:  # the other rules run the network on inputs of the declared sizes
         return _prefixed(out, where)
     out += [Problem("warning", "non-finite", f"Layer '{name}' has NaN or infinite weights; its outputs will be NaN. "
                                              "Re-export the model from a trained source.", name)
-            for name in nonfinite_weights(spec)]
+            for name in ([] if errors_only else nonfinite_weights(spec))]
     if spec.isUpdatable:
         if kind not in UPDATABLE_TYPES:
             hint = (" ML Programs cannot be updated: convert with convert_to='neuralnetwork'."
@@ -86,7 +94,7 @@ def _model(spec: Any, where: str) -> list[Problem]:
     elif kind == "kNearestNeighborsClassifier":
         out += knn_problems(spec)
     elif kind and kind.startswith("pipeline"):
-        out += _pipeline(spec, kind)
+        out += _pipeline(spec, kind, errors_only)
     elif kind == "linkedModel":
         out += _linked(spec)
     return _prefixed(out, where)
@@ -105,7 +113,7 @@ def _network(spec: Any) -> list[Problem]:
                                                 "updatable with mlupdate make-updatable MODEL OUT --layers ...")]
 
 
-def _pipeline(spec: Any, kind: str) -> list[Problem]:
+def _pipeline(spec: Any, kind: str, errors_only: bool) -> list[Problem]:
     pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
     models = list(pipe.models)
     out: list[Problem] = []
@@ -135,7 +143,7 @@ def _pipeline(spec: Any, kind: str) -> list[Problem]:
                                                                   "not; mark the pipeline updatable (with "
                                                                   "specification version 4) or clear the flag."))
     for i, sub in enumerate(models):
-        found = _model(sub, f"pipeline model {i}")
+        found = _model(sub, f"pipeline model {i}", errors_only)
         # A non-updatable feature extractor is expected in a pipeline: drop its "not updatable" notice.
         out += [p for p in found if not (p.rule == "not-updatable" and i < len(models) - 1)]
     return out

@@ -8,9 +8,11 @@ the file's modification time; after each write the oldest files go until the cac
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MAX_MB_ENV = "MLUPDATE_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 512
@@ -27,6 +29,11 @@ def max_bytes() -> int:
     """The cache's size limit (``$MLUPDATE_CACHE_MAX_MB``, default 512 MB)."""
     value = os.environ.get(MAX_MB_ENV, "")
     return int(float(value) * 2**20) if value.replace(".", "", 1).isdigit() else DEFAULT_MAX_MB * 2**20
+
+
+def content_key(spec: Any) -> str:
+    """A model's cache key: the hash of its deterministic serialisation (the same in every process)."""
+    return hashlib.sha256(spec.SerializeToString(deterministic=True)).hexdigest()
 
 
 def read(name: str) -> bytes | None:

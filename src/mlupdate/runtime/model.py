@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any, Protocol
 from mlupdate.errors import FeatureError, ImageError
 from mlupdate.features.images import CROP_AND_SCALE
 from mlupdate.models import PROGRAMS, program_for
+from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
 from mlupdate.spec.params import ParameterDescription, update_parameters
@@ -71,7 +71,7 @@ class Model:
         self.compute_units = compute_units
         self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
-        key = hashlib.sha256(self._spec.SerializeToString(deterministic=True)).hexdigest()
+        key = content_key(self._spec)
         self._program = build_program(self._spec, compute_units, key, executor, threads)
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user

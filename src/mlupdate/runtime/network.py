@@ -34,6 +34,21 @@ def is_nd(nn_msg: Any) -> bool:
             or nn_msg.imageInputShapeMapping == RANK4_IMAGE_MAPPING)
 
 
+def is_compiled(spec: Any) -> bool:
+    """Whether a neural network's ONNX export is in the cache: it loaded before, so it loads (no torch needed)."""
+    from mlupdate.runtime import cache
+    from mlupdate.runtime.onnx_session import artifact_name
+
+    flexible = flexible_images(list(Description.from_spec(spec).inputs.values()))
+    key = cache.content_key(spec)
+    return any((cache.cache_dir() / artifact_name(key, batched, flexible)).is_file() for batched in (True, False))
+
+
+def flexible_images(inputs: Sequence[FeatureDescription]) -> tuple[int, ...]:
+    """The indexes of the image inputs with flexible sizes (their export has dynamic height and width)."""
+    return tuple(i for i, f in enumerate(inputs) if f.image_constraint and f.image_constraint.flexible)
+
+
 def network_of(spec: Any) -> Any:
     """The ``NeuralNetwork*`` message of a neural-network spec."""
     return getattr(spec, spec.WhichOneof("Type"))
@@ -61,8 +76,7 @@ class NetworkProgram:
         self._check_input_ranks()
         self.prob_blob = self._probability_blob(nn_msg)
         self.output_blobs = self._output_blobs(nn_msg)
-        self.flexible_images = tuple(i for i, f in enumerate(self.inputs)
-                                     if f.image_constraint and f.image_constraint.flexible)
+        self.flexible_images = flexible_images(self.inputs)
         self._graph: Graph | None = None
         self.batched = True
         compiled = self._compiled(cache_key, compute_units, executor, threads)

@@ -147,7 +147,7 @@ def refuse_invalid(spec: Any) -> None:
     """
     from mlupdate.authoring.lint import lint
 
-    errors = [p for p in lint(spec) if p.severity == "error"]
+    errors = [p for p in lint(spec, errors_only=True) if p.severity == "error"]
     if spec.isUpdatable and errors:
         listed = "\n".join(f"  - {p.message}" for p in errors)
         raise NotUpdatableError(
