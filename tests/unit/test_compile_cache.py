@@ -95,3 +95,11 @@ def test_a_damaged_cache_artifact_is_compiled_again(tmp_path, monkeypatch):
     assert artifact.read_bytes() != good[: len(good) // 2]  # replaced by a fresh export
     x = np.full((16, 16, 3), 128, np.uint8)
     assert again.predict({"image": x}) == first.predict({"image": x})
+
+
+def test_the_torch_version_in_artifact_names_is_the_installed_one_read_without_importing_torch():
+    from importlib.metadata import version
+
+    from mlupdate.runtime.onnx_session import torch_version
+
+    assert torch_version() == version("torch")

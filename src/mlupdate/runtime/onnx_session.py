@@ -8,10 +8,12 @@ update, for CUDA, or to name the layer when onnxruntime fails on an input.
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
-import importlib.metadata
+import importlib.util
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,11 +29,22 @@ EXECUTORS = ("auto", "onnxruntime", "torch")
 EXPORT_VERSION = "4"
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
+@functools.cache
+def torch_version() -> str:
+    """The installed torch's version, read from ``torch/version.py`` without importing torch (or "none").
+
+    ``importlib.metadata`` would do too, at the cost of importing it (tens of ms of a warm start).
+    """
+    found = importlib.util.find_spec("torch")
+    if found is None or not found.submodule_search_locations:
         return "none"
+    text = Path(next(iter(found.submodule_search_locations)), "version.py")
+    match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", text.read_text() if text.is_file() else "", re.M)
+    if match:
+        return match.group(1)
+    from importlib.metadata import version
+
+    return version("torch")
 
 
 def artifact_name(key: str, batched: bool, dynamic_hw: tuple[int, ...] = ()) -> str:
@@ -44,7 +57,7 @@ def artifact_name(key: str, batched: bool, dynamic_hw: tuple[int, ...] = ()) -> 
     """
     from mlupdate import __version__
 
-    text = f"{key}|{__version__}|{_version('torch')}|{EXPORT_VERSION}|{batched}|{list(dynamic_hw)}"
+    text = f"{key}|{__version__}|{torch_version()}|{EXPORT_VERSION}|{batched}|{list(dynamic_hw)}"
     return hashlib.sha256(text.encode()).hexdigest()[:32] + ".onnx"
 
 
@@ -74,7 +87,7 @@ def cuda_possible() -> bool:
     if sys.platform == "darwin":
         return False
     if sys.platform.startswith("linux"):
-        if "+cpu" in _version("torch"):
+        if "+cpu" in torch_version():
             return False
         return os.path.exists("/proc/driver/nvidia/version") or bool(glob.glob("/dev/nvidia[0-9]*"))
     return True
