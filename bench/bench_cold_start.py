@@ -6,6 +6,7 @@ new Python process, measured from outside (wall time from start to exit) and ins
 * ``mlupdate warm``: ``mlupdate.load(model).predict({"image": photo})`` with the model compiled
   (its ONNX artifact in the cache), as after ``mlupdate compile``;
 * ``mlupdate cold``: the same with an empty cache (the first load compiles);
+* ``mlupdate predict``: the command line (``python -m mlupdate predict MODEL PHOTO --threads N``), time only;
 * ``ort``: a bare onnxruntime script doing the same work on the same exported graph (the cached
   artifact): Pillow decode, centre crop, resize, float32 NCHW, ``InferenceSession.run``, argmax.
 
@@ -69,11 +70,14 @@ print(json.dumps({"label": int(np.argmax(outs[-1])), "rss": _rss()}))
 
 
 def run(code: str, args: list[str], cache: Path) -> tuple[float, dict]:
-    """Wall time of a fresh process running ``code``, and the JSON it prints."""
+    """Wall time of a fresh process running ``code`` (``CLI``: the command), and the JSON it prints."""
     env = {**os.environ, "MLUPDATE_CACHE_DIR": str(cache), "OMP_NUM_THREADS": args[-1]}
+    cmd = ([sys.executable, "-m", "mlupdate", "predict", args[0], args[1], "--threads", args[2]] if code == "CLI"
+           else [sys.executable, "-c", code, *args])
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, check=True)
-    return time.perf_counter() - t0, json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    secs = time.perf_counter() - t0
+    return secs, {} if code == "CLI" else json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def models(work: Path) -> dict[str, Path]:
@@ -94,9 +98,9 @@ def main() -> None:
     photo = str(sorted((PETS / "test" / "cat").iterdir())[0])
     threads = str(a.threads)
     print(f"machine: {machine()}; python {sys.version.split()[0]}; {a.threads} threads on every side")
-    print("| model | mlupdate warm s | ort s | ratio | mlupdate cold s | mlupdate warm MiB | ort MiB | ratio "
-          "| torch imported (warm) | artifacts after warm runs |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | mlupdate warm s | ort s | ratio | mlupdate predict (CLI) s | ratio | mlupdate cold s "
+          "| mlupdate warm MiB | ort MiB | ratio | torch imported (warm) | artifacts after warm runs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, path in models(a.work).items():
         with tempfile.TemporaryDirectory() as tmp:
             warm_cache = Path(tmp) / "warm"
@@ -104,19 +108,22 @@ def main() -> None:
                     for i in range(a.cold_repeats)]
             run(OURS, [str(path), photo, threads], warm_cache)  # compiles once, as `mlupdate compile` does
             (artifact,) = list(warm_cache.rglob("*.onnx"))
-            ours_t, bare_t, ours_rss, bare_rss, torch_seen = [], [], [], [], False
+            times: dict[str, list[float]] = {"ours": [], "cli": [], "bare": []}
+            ours_rss, bare_rss, torch_seen = [], [], False
+            sides = [("ours", OURS, str(path)), ("cli", "CLI", str(path)), ("bare", BARE, str(artifact))]
             for r in range(a.repeats):
-                sides = [("ours", OURS, str(path)), ("bare", BARE, str(artifact))]
-                for side, code, target in (sides if r % 2 == 0 else sides[::-1]):
+                for side, code, target in sides[r % 3:] + sides[:r % 3]:
                     t, res = run(code, [target, photo, threads], warm_cache)
-                    (ours_t if side == "ours" else bare_t).append(t)
-                    (ours_rss if side == "ours" else bare_rss).append(res["rss"])
+                    times[side].append(t)
+                    if side != "cli":
+                        (ours_rss if side == "ours" else bare_rss).append(res["rss"])
                     torch_seen |= bool(res.get("torch"))
             artifacts = len(list(warm_cache.rglob("*.onnx")))
-        ot, bt = statistics.median(ours_t), statistics.median(bare_t)
+        ot, ct, bt = (statistics.median(times[k]) for k in ("ours", "cli", "bare"))
         orss, brss = statistics.median(ours_rss), statistics.median(bare_rss)
-        print(f"| {name} | {ot:.2f} | {bt:.2f} | {ot / bt:.2f}x | {statistics.median(cold):.1f} | {orss:.0f} | "
-              f"{brss:.0f} | {orss / brss:.2f}x | {'yes' if torch_seen else 'no'} | {artifacts} |", flush=True)
+        print(f"| {name} | {ot:.2f} | {bt:.2f} | {ot / bt:.2f}x | {ct:.2f} | {ct / bt:.2f}x | "
+              f"{statistics.median(cold):.1f} | {orss:.0f} | {brss:.0f} | {orss / brss:.2f}x | "
+              f"{'yes' if torch_seen else 'no'} | {artifacts} |", flush=True)
 
 
 if __name__ == "__main__":
