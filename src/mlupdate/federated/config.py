@@ -45,3 +45,8 @@ def history_path(cfg: Mapping[str, Any]) -> Path:
     """Where the history goes: ``history``, else beside ``out`` as ``<stem>.history.json``."""
     out = Path(str(cfg["out"]))
     return Path(str(cfg["history"])) if cfg.get("history") else out.with_name(f"{out.stem}.history.json")
+
+
+#: The object store of a local Ray (what mlupdate starts): only weights, metrics and results travel through
+#: it (kilobytes to a few MB), so 256 MiB rather than Ray's default of 30% of the machine's memory.
+RAY_OBJECT_STORE_BYTES = 256 * 2**20

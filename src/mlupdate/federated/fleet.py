@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlupdate.errors import Error, TrainingDataError
+from mlupdate.federated.config import RAY_OBJECT_STORE_BYTES
 from mlupdate.federated.data import examples, hold_out, io_names, labelled, split_dirs
 from mlupdate.federated.local import evaluate_local, load_spec, train_local
 from mlupdate.spec.io import write_spec
@@ -112,7 +113,8 @@ def personalize_fleet(model: str | os.PathLike[str], users_dir: str | os.PathLik
     started = not ray.is_initialized()
     if started:
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # Ray's current behaviour, without its warning
-        init: dict[str, Any] = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        init: dict[str, Any] = {"address": address} if address else {
+            "num_cpus": workers, "include_dashboard": False, "object_store_memory": RAY_OBJECT_STORE_BYTES}
         ray.init(log_to_driver=False, logging_level=logging.WARNING, **init)
     try:
         remote = ray.remote(num_cpus=1)(personalize_user)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlupdate.federated import require_flower
-from mlupdate.federated.config import settings
+from mlupdate.federated.config import RAY_OBJECT_STORE_BYTES, settings
 from mlupdate.federated.data import federation_split, io_names, partition
 from mlupdate.federated.local import load_spec
 
@@ -81,7 +81,8 @@ def run_federated(model: str | os.PathLike[str], data: str | os.PathLike[str], *
         run_simulation(server_app=make_server_app(cfg, strategy, record), client_app=make_client_app(cfg),
                        num_supernodes=users,
                        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-                                       "init_args": {"num_cpus": cpus, "include_dashboard": False}})
+                                       "init_args": {"num_cpus": cpus, "include_dashboard": False,
+                                                     "object_store_memory": RAY_OBJECT_STORE_BYTES}})
     finally:
         logger.setLevel(level)
     return history
