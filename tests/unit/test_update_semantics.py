@@ -138,3 +138,29 @@ def test_int_label_targets_and_overrides():
     M.train_reference(params, fwd, M.cce, torch.tensor(x), torch.tensor(y),
                       lambda ps: torch.optim.SGD(ps[2:], lr=0.1, momentum=0.9), 2, 1)
     _close(M.weights(new.spec, "d2")[0], params[2])
+
+
+def test_evaluate_is_the_loss_and_accuracy_of_plain_pytorch_on_the_same_weights():
+    spec = M.dense_classifier(updatable=("d2",), batch=4, epochs=3)
+    x, y, data = _data(10)
+    task = mlupdate.UpdateTask(spec, data)
+    _, fwd = M.dense_forward(spec)
+    with torch.no_grad():
+        logits = fwd(torch.tensor(x))
+    got = task.evaluate()
+    assert got["loss"] == pytest.approx(float(M.cce(logits, torch.tensor(y))), rel=1e-5)
+    assert got["accuracy"] == pytest.approx(float((logits.argmax(1) == torch.tensor(y)).float().mean()))
+
+
+def test_handed_frozen_features_skip_the_frozen_pass_and_train_the_same():
+    spec = M.dense_classifier(updatable=("d2",), batch=4, epochs=3)
+    _, _, data = _data(10)
+    first = mlupdate.UpdateTask(spec, data)
+    first.precompute()
+    second = mlupdate.UpdateTask(spec, data)
+    assert second.frozen_key == first.frozen_key
+    second.frozen_features = first.frozen_features
+    second._job.precompute = None  # the run must not need it any more
+    _close(M.weights(second.run().spec, "d2")[0], M.weights(mlupdate.UpdateTask(spec, data).run().spec, "d2")[0])
+    with pytest.raises(mlupdate.ParameterError, match="frozen_features must hold"):
+        mlupdate.UpdateTask(spec, data[:5]).frozen_features = first.frozen_features

@@ -18,7 +18,6 @@ import torch
 
 from mlupdate.errors import NotUpdatableError
 from mlupdate.spec.io import read_spec
-from mlupdate.update.losses import as_rows
 from mlupdate.update.task import ProgressHandlers, UpdateTask
 
 _FEATURES: dict[tuple[str, str], list[torch.Tensor]] = {}
@@ -41,37 +40,20 @@ def cached_nodes() -> int:
 
 def _task(spec: Any, examples: Sequence[Mapping[str, Any]], node: str, parameters: Mapping[str, Any] | None = None,
           handlers: ProgressHandlers | None = None) -> UpdateTask:
-    """An ``UpdateTask`` whose frozen-part features come from (and go to) this process's cache."""
+    """An ``UpdateTask`` with its frozen-part features computed, from (or into) this process's cache."""
     task = UpdateTask(spec, list(examples), parameters=parameters, progress_handlers=handlers)
-    job = task._job
-    if not hasattr(job, "precompute"):
-        raise NotUpdatableError("Federated updates need a neural network; k-NN models and pipelines update locally "
-                                "only (mlupdate update).")
     seen = hashlib.sha256(repr([sorted(ex.items()) for ex in examples]).encode()).hexdigest()
-    key = (f"{node}/{seen}", job._frozen_key())
-    compute = job.precompute
-
-    def precompute(control: Any = None) -> None:
-        cached = _FEATURES.get(key)
-        if cached is None:
-            compute(control)
-            _FEATURES[key] = job.cache
-        else:
-            job.cache = cached
-
-    job.precompute = precompute
+    try:
+        key = (f"{node}/{seen}", task.frozen_key)
+    except NotUpdatableError:
+        raise NotUpdatableError("Federated updates need a neural network; k-NN models and pipelines update "
+                                "locally only (mlupdate update).") from None
+    if key in _FEATURES:
+        task.frozen_features = _FEATURES[key]
+    else:
+        task.precompute()
+        _FEATURES[key] = task.frozen_features
     return task
-
-
-def _scores(job: Any) -> dict[str, float]:
-    """Loss (and accuracy, for a classifier) of the job's current weights on its cached examples."""
-    with torch.no_grad():
-        out = job._forward(torch.arange(len(job.examples)))
-        scores = {"loss": float(job.loss(out, job.targets))}
-        if job.loss.kind == "cce":
-            pred = as_rows(out, job.loss.axis).argmax(1)
-            scores["accuracy"] = float((pred == job.targets).float().mean())
-    return scores
 
 
 def train_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str,
@@ -98,18 +80,16 @@ def train_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str,
     def proximal(ctx: Any) -> None:
         step = float(ctx.parameters["learning_rate"]) * proximal_mu
         with torch.no_grad():
-            for p, p0 in zip(ctx.task._job.params, anchor, strict=True):
+            for p, p0 in zip(ctx.task.trainable_parameters, anchor, strict=True):
                 p.sub_(step * (p - p0))
 
     handlers = ProgressHandlers({"mini_batch_end"}, proximal) if proximal_mu > 0 else None
     task = _task(spec, examples, node, parameters, handlers)
-    job = task._job
-    anchor[:] = [p.detach().clone() for p in job.params]
-    job.precompute()
-    before = _scores(job)
+    anchor[:] = [p.detach().clone() for p in task.trainable_parameters]
+    before = task.evaluate()
     ctx = task.run()
-    after = _scores(job)
-    metrics = {"num-examples": len(job.examples), "train-loss": float(ctx.metrics.get("loss", after["loss"]))}
+    after = task.evaluate()
+    metrics = {"num-examples": len(examples), "train-loss": float(ctx.metrics.get("loss", after["loss"]))}
     for name, scores in (("before", before), ("after", after)):
         metrics.update({f"{k}-{name}": v for k, v in scores.items()})
     return ctx.spec, metrics
@@ -121,6 +101,4 @@ def evaluate_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str) 
     Raises:
         mlupdate.Error: Bad examples (``TrainingDataError``, ``ImageError``).
     """
-    job = _task(spec, examples, node)._job
-    job.precompute()
-    return {"num-examples": len(job.examples), **_scores(job)}
+    return {"num-examples": len(examples), **_task(spec, examples, node).evaluate()}

@@ -283,6 +283,51 @@ class UpdateTask:
             validate()
         return len(self._job.examples)
 
+    # -- the frozen part, for callers that run many tasks on the same examples (federated nodes) ----
+    def _network_job(self, what: str) -> Any:
+        if not hasattr(self._job, "precompute"):
+            raise NotUpdatableError(f"{what} is for neural networks (their frozen part and trainable layers); "
+                                    "this task updates a k-NN or a pipeline.")
+        return self._job
+
+    @property
+    def frozen_key(self) -> str:
+        """Identifies the frozen part (layers before the trainable ones, preprocessing, inputs).
+
+        Two tasks with equal keys on the same examples compute the same :attr:`frozen_features`.
+
+        Raises:
+            NotUpdatableError: For a task that is not a neural network's.
+        """
+        return self._network_job("frozen_key").frozen_key()
+
+    @property
+    def frozen_features(self) -> list[Any]:
+        """The frozen part's outputs for every example (empty until :meth:`precompute` or a run)."""
+        return list(self._network_job("frozen_features").cache)
+
+    @frozen_features.setter
+    def frozen_features(self, features: list[Any]) -> None:
+        """Reuse the features of a task with the same :attr:`frozen_key` and examples: the run skips its frozen pass."""
+        job = self._network_job("frozen_features")
+        if len(features) != len(job.boundary) or any(len(f) != len(job.examples) for f in features):
+            raise ParameterError(f"frozen_features must hold {len(job.boundary)} array(s) of {len(job.examples)} "
+                                 "examples each: those of a task with the same frozen_key and examples.")
+        job.cache = list(features)
+
+    def precompute(self) -> None:
+        """Decode every example and run the frozen part now (a run would start with it)."""
+        self._network_job("precompute").precompute()
+
+    def evaluate(self) -> dict[str, float]:
+        """Loss and (categorical cross-entropy) accuracy of the current weights on the task's examples."""
+        return self._network_job("evaluate").scores()
+
+    @property
+    def trainable_parameters(self) -> list[Any]:
+        """The torch tensors the optimizer updates (the updatable layers' weights and biases), in spec order."""
+        return list(self._network_job("trainable_parameters").params)
+
     # -- the worker ----------------------------------------------------------------------------
     def emit(self, event: str, metrics: dict[str, Any], snapshot: Callable[[], Callable[[], Any]]) -> None:
         """Call the progress handler for a registered event (used by the trainers)."""

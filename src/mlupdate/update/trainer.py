@@ -25,7 +25,7 @@ from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram, netw
 from mlupdate.spec.io import copy_spec
 from mlupdate.spec.params import optimizer_of
 from mlupdate.update.data import annotate, require_features
-from mlupdate.update.losses import loss_of, set_classes
+from mlupdate.update.losses import as_rows, loss_of, set_classes
 
 UPDATABLE_KINDS = ("convolution", "innerProduct")
 
@@ -138,7 +138,8 @@ class NetworkUpdate:
             rows = list(pool.map(one, range(len(chunk))))
         return [np.stack([r[k] for r in rows]) for k in range(len(self.inputs))]
 
-    def _frozen_key(self) -> str:
+    def frozen_key(self) -> str:
+        """Identifies the frozen part (its layers, preprocessing, inputs and boundary): equal keys, equal features."""
         h = hashlib.sha256()
         keys = {n.key for n in self.frozen.nodes}
         for i, layer in enumerate(self.nn.layers):
@@ -159,7 +160,7 @@ class NetworkUpdate:
             # the frozen part runs on its own copy of the modules: moving it to a device never moves
             # the trainable head's parameters behind the optimizer's back
             executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.units, True,
-                                     self._frozen_key())
+                                     self.frozen_key())
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(self.examples), CHUNK):
             if control is not None:
@@ -174,6 +175,18 @@ class NetworkUpdate:
                 parts.append(executor.run(arrays))
         self.cache = [torch.from_numpy(np.ascontiguousarray(np.concatenate([p[k] for p in parts]), np.float32))
                       for k in range(len(parts[0]))]
+
+    def scores(self) -> dict[str, float]:
+        """Loss (and, for categorical cross-entropy, accuracy) of the current weights on every example."""
+        if not self.cache:
+            self.precompute()
+        with torch.no_grad():
+            out = self._forward(torch.arange(len(self.examples)))
+            result = {"loss": float(self.loss(out, self.targets))}
+            if self.loss.kind == "cce":
+                pred = as_rows(out, self.loss.axis).argmax(1)
+                result["accuracy"] = float((pred == self.targets).float().mean())
+        return result
 
     def _forward(self, idx: torch.Tensor) -> torch.Tensor:
         graph = self.head if self.frozen_cache else self.full
@@ -215,7 +228,8 @@ class NetworkUpdate:
         Raises:
             UpdateError: If the loss becomes NaN or infinite.
         """
-        self.precompute(control)
+        if not self.cache:  # not precomputed (or handed features) before the run
+            self.precompute(control)
         if self.loss.kind == "cce":
             with torch.no_grad():
                 classes = int(self._forward(torch.arange(1)).shape[self.loss.axis])
