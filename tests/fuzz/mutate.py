@@ -1,7 +1,8 @@
 """Seeded mutations of valid Core ML specs: the fuzzer's inputs.
 
-Seeds are every layer test case of the registry (every layer family) and small updatable
-models (dense and convolutional classifiers, an MSE regressor, a k-NN, a pipeline). A mutation
+Seeds are every layer test case of the registry (every layer family), small updatable
+models (dense and convolutional classifiers, an MSE regressor, a k-NN, a pipeline) and the
+classic types as coremltools converts them from scikit-learn. A mutation
 changes one field somewhere in the spec (a number to 0, -1 or a huge value, a list shortened or
 extended, a blob name swapped, a message cleared), removes or duplicates a layer, or damages
 the serialized bytes.
@@ -45,6 +46,37 @@ def seeds() -> list[Seed]:
            for _ in range(6)]
     out.append(Seed("mse_regressor", M.mse_regressor(), {"input": reg[0]["input"]}, reg))
     out += _knn_seeds(rng)
+    out += _classic_seeds(rng)
+    return out
+
+
+def _classic_seeds(rng: np.random.Generator) -> list[Seed]:
+    """scikit-learn models converted by coremltools: a GLM, an SVM, trees, and a scaler + encoder pipeline."""
+    import warnings
+
+    import coremltools as ct
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import Normalizer, StandardScaler
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeRegressor
+
+    x = rng.standard_normal((40, 3))
+    labels = np.where(x[:, 0] + x[:, 1] > 0, "a", "b")
+    estimators = {
+        "glm_classifier": LogisticRegression(multi_class="ovr").fit(x, labels),
+        "svm": SVC().fit(x, labels),
+        "forest": RandomForestClassifier(3, max_depth=3, random_state=0).fit(x, labels),
+        "tree_regressor": DecisionTreeRegressor(max_depth=3, random_state=0).fit(x, x[:, 0]),
+        "scaler_pipeline": make_pipeline(StandardScaler(), Normalizer(), LinearRegression()).fit(x, x[:, 1]),
+    }
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, est in estimators.items():
+            spec = ct.converters.sklearn.convert(est, "x", "y").get_spec()
+            out.append(Seed(f"sklearn:{name}", spec, {"x": x[0]}))
     return out
 
 
