@@ -22,8 +22,8 @@ CORE_TYPE_TESTS = {
     "pipelineClassifier": ["test_pipeline"],
     "pipelineRegressor": ["test_pipeline"],
 }
-MODEL_TEST_MODULES = ("test_models_glm", "test_models_svm", "test_models_trees", "test_models_encoders",
-                      "test_models_transforms", "test_models_pipelines")
+#: Test modules of the :mod:`mlupdate.models` types: every ``tests/unit/test_models_*.py`` that declares them.
+MODEL_TEST_MODULES = tuple(sorted(p.stem for p in (ROOT / "tests" / "unit").glob("test_models_*.py")))
 
 
 def model_type_lines() -> list[str]:
@@ -40,8 +40,8 @@ def model_type_lines() -> list[str]:
     refs: dict[str, str] = {}
     for name in MODEL_TEST_MODULES:
         mod = importlib.import_module(f"tests.unit.{name}")
-        refs[name] = mod.REFERENCE
-        for kind in mod.MODEL_TYPES:
+        refs[name] = getattr(mod, "REFERENCE", "")
+        for kind in getattr(mod, "MODEL_TYPES", ()):
             tested.setdefault(kind, []).append(name)
     lines = [
         "## Model types",

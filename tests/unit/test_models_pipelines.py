@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,8 +82,8 @@ def test_every_model_proto_type_is_run_or_refused_with_a_reason():
     assert not set(RUNNABLE) & set(REFUSED)
     assert sorted(set(kinds) - set(RUNNABLE) - set(REFUSED)) == []
     assert set(PROGRAMS) <= set(kinds)
-    tested = {k for name in ("glm", "svm", "trees", "encoders", "transforms", "pipelines")
-              for k in importlib.import_module(f"tests.unit.test_models_{name}").MODEL_TYPES}
+    modules = sorted(Path(__file__).parent.glob("test_models_*.py"))
+    tested = {k for p in modules for k in getattr(importlib.import_module(f"tests.unit.{p.stem}"), "MODEL_TYPES", ())}
     assert set(PROGRAMS) <= tested
 
 

@@ -1,8 +1,12 @@
-"""The classic Core ML model types (GLMs, SVMs, tree ensembles, encoders, transforms), run with numpy.
+"""The non-network Core ML model types, run with numpy.
 
-:data:`PROGRAMS` maps each supported ``Model.Type`` name to the module and class that runs it (imported
-only when a model of that type is loaded); :func:`program_for` builds the program for a spec.
-:data:`REFUSED` says why each remaining type of ``Model.proto`` is not run.
+The classic ones (GLMs, SVMs, tree ensembles, encoders, transforms) and the item-similarity
+recommender, non-maximum suppression, class confidence thresholding and VGGish sound preprocessing.
+:data:`PROGRAMS` maps each of them to the module and class that runs it (imported only when a model of
+that type is loaded); :func:`program_for` builds the program for a spec. Linked models
+(:mod:`mlupdate.models.linked`) need the folder of the file being loaded, so
+``mlupdate.runtime.model.build_program`` builds them itself. :data:`REFUSED` says why each remaining
+type of ``Model.proto`` is not run, and what to use instead.
 """
 
 from __future__ import annotations
@@ -26,25 +30,41 @@ PROGRAMS: dict[str, tuple[str, str]] = {
     "normalizer": ("transforms", "NormalizerProgram"),
     "arrayFeatureExtractor": ("transforms", "ArrayFeatureExtractorProgram"),
     "identity": ("transforms", "IdentityProgram"),
+    "itemSimilarityRecommender": ("recommender", "ItemSimilarityRecommenderProgram"),
+    "nonMaximumSuppression": ("nms", "NonMaximumSuppressionProgram"),
+    "classConfidenceThresholding": ("thresholding", "ClassConfidenceThresholdingProgram"),
+    "soundAnalysisPreprocessing": ("sound", "SoundAnalysisPreprocessingProgram"),
 }
 
-_APPLE = "runs one of Apple's own frameworks ({}), which exist only on Apple's systems"
+_APPLE = "it runs Apple's {} framework, which exists only on Apple's systems"
+_NL = _APPLE.format("NaturalLanguage") + ("; for a Create ML {} train an open model in PyTorch and "
+                                          "mlupdate.convert it (with a tokenizer outside the model)")
 REFUSED: dict[str, str] = {
     "mlProgram": "Core ML cannot update ML Programs on device; convert with convert_to='neuralnetwork'",
-    "linkedModel": "refers to a compiled .mlmodelc on an Apple device; put the referenced model in the pipeline",
-    "customModel": "runs app code (an Objective-C class) that only the app that ships the model has",
-    "serializedModel": "holds bytes in a private format that only Apple's frameworks read",
-    "textClassifier": _APPLE.format("NaturalLanguage"),
-    "wordTagger": _APPLE.format("NaturalLanguage"),
-    "gazetteer": _APPLE.format("NaturalLanguage"),
-    "wordEmbedding": _APPLE.format("NaturalLanguage"),
-    "visionFeaturePrint": _APPLE.format("Vision; its weights ship with the OS"),
-    "audioFeaturePrint": _APPLE.format("SoundAnalysis; its weights ship with the OS"),
-    "soundAnalysisPreprocessing": _APPLE.format("SoundAnalysis"),
-    "bayesianProbitRegressor": "not implemented yet",
-    "itemSimilarityRecommender": "not implemented yet",
-    "nonMaximumSuppression": "not implemented yet",
-    "classConfidenceThresholding": "not implemented yet",
+    "customModel": ("it runs app code (the Objective-C class named by its className) that only the app shipping the "
+                    "model has; rebuild what that class computes as a neural network (mlupdate.convert) or "
+                    "classic model"),
+    "serializedModel": ("it holds bytes in a private format that only Apple's frameworks read; export the source "
+                        "model again as a neural network (coremltools convert_to='neuralnetwork' or "
+                        "mlupdate.convert)"),
+    "textClassifier": _NL.format("text classifier"),
+    "wordTagger": _NL.format("word tagger"),
+    "gazetteer": _APPLE.format("NaturalLanguage") + "; look the words up in the app, or in a categoricalMapping",
+    "wordEmbedding": _APPLE.format("NaturalLanguage") + ("; export the vectors as an embedding layer of a neural "
+                                                         "network (mlupdate.convert a torch.nn.Embedding)"),
+    "visionFeaturePrint": _APPLE.format("Vision") + (" and whose weights ship with the OS; for a Create ML image "
+                                                     "classifier (visionFeaturePrint + glmClassifier) mlupdate.convert "
+                                                     "an open backbone (e.g. EfficientNet-Lite0, the demo's) with a "
+                                                     "k-NN (mlupdate.knn_classifier, mlupdate.pipeline_classifier) or "
+                                                     "dense head, and retrain the head"),
+    "audioFeaturePrint": _APPLE.format("SoundAnalysis") + (" and whose weights ship with the OS; for a Create ML "
+                                                           "sound classifier export the older VGGish form "
+                                                           "(soundAnalysisPreprocessing + a neural network, which "
+                                                           "mlupdate runs) or mlupdate.convert an open audio network"),
+    "bayesianProbitRegressor": ("its proto does not define the computation: no field holds the link's scale beta of "
+                                "P = Phi(<w,x>/beta), nothing says how the multiarray input maps to feature ids and "
+                                "values, and the 'sampled probability' output is random; Core ML's implementation is "
+                                "not public. Use a glmClassifier with Probit (the posterior means as weights)"),
 }
 
 

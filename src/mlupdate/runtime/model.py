@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from mlupdate.errors import FeatureError, ImageError
 from mlupdate.features.images import CROP_AND_SCALE
 from mlupdate.models import PROGRAMS, program_for
+from mlupdate.models.linked import LinkContext
 from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
@@ -26,8 +27,18 @@ class Program(Protocol):
 
 
 def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, executor: str = "auto",
-                  threads: int | None = None) -> Any:
-    """Compile a validated spec into the program that runs it."""
+                  threads: int | None = None, links: LinkContext | None = None) -> Any:
+    """Compile a validated spec into the program that runs it.
+
+    Args:
+        spec: The model's specification.
+        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
+        cache_key: Key of the compiled-network cache (None: no cache).
+        executor: ``auto``, ``onnxruntime`` or ``torch``.
+        threads: CPU threads the executor uses (None: one per core).
+        links: Where linked models are looked for and the ones built so far in this load (see
+            :mod:`mlupdate.models.linked`); None for a spec not read from a file.
+    """
     kind = check_model_type(spec)
     if kind.startswith("neuralNetwork"):
         from mlupdate.runtime.network import NetworkProgram
@@ -39,9 +50,16 @@ def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, ex
         return KNNProgram(spec)
     if kind in PROGRAMS:
         return program_for(spec)
+    if kind == "linkedModel":
+        from mlupdate.models.linked import LinkedProgram
+
+        def build(linked: ModelSpec, key: str, context: LinkContext) -> Any:
+            return build_program(linked, compute_units, key, executor, threads, context)
+
+        return LinkedProgram(spec, links or LinkContext(None), build)
     from mlupdate.runtime.pipeline import PipelineProgram
 
-    return PipelineProgram(spec, compute_units, cache_key, executor, threads)
+    return PipelineProgram(spec, compute_units, cache_key, executor, threads, links)
 
 
 class Model:
@@ -52,7 +70,7 @@ class Model:
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all`` (as ``MLModelConfiguration``).
         crop_and_scale: How images of another size are fitted (Vision's option):
             ``center_crop`` (Vision's default), ``scale_fit`` or ``scale_fill``.
-        path: Where the model was read from, if anywhere.
+        path: Where the model was read from, if anywhere; linked models are looked for from its folder.
         executor: ``auto`` (onnxruntime on the CPU, torch on CUDA), or force ``onnxruntime`` / ``torch``.
         threads: CPU threads the executor uses (None: one per core).
         copy: False hands ``spec`` over to the model without copying it (as ``load`` does with the spec
@@ -72,7 +90,8 @@ class Model:
         self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
         key = content_key(self._spec)
-        self._program = build_program(self._spec, compute_units, key, executor, threads)
+        links = LinkContext(self.path.resolve().parent) if self.path is not None else None
+        self._program = build_program(self._spec, compute_units, key, executor, threads, links)
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
 
@@ -170,6 +189,7 @@ def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scal
     Args:
         path: The ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
             GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.models`), or a pipeline).
+            Linked models are looked for from the file's folder (:mod:`mlupdate.models.linked`).
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
         executor: ``auto``, or force ``onnxruntime`` / ``torch``.

@@ -13,14 +13,16 @@ from mlupdate.models import PROGRAMS, REFUSED
 
 #: The model types mlupdate runs; the first three are the neural networks.
 RUNNABLE = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor",
-            "kNearestNeighborsClassifier", "pipeline", "pipelineClassifier", "pipelineRegressor", *PROGRAMS)
+            "kNearestNeighborsClassifier", "pipeline", "pipelineClassifier", "pipelineRegressor", "linkedModel",
+            *PROGRAMS)
 
 
 def check_model_type(spec: Any, where: str = "The model") -> str:
     """Return the model type, or raise a clear error for types mlupdate cannot run.
 
     Raises:
-        UnsupportedModelError: For mlProgram, linked models and the other types mlupdate does not run.
+        UnsupportedModelError: For mlProgram and the other types mlupdate does not run.
+        SpecError: For a pipeline without models, a link without a file name, a classifier without labels.
     """
     kind = spec.WhichOneof("Type")
     check_declared_sizes(spec, where)
@@ -32,15 +34,15 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
             "or use mlupdate.convert(torch_module, ...)."
         )
     if kind == "linkedModel":
-        raise UnsupportedModelError(
-            f"{where} is a LinkedModel, which refers to a compiled .mlmodelc on an Apple device. Put the "
-            "referenced .mlmodel in the pipeline instead of the link."
-        )
+        from mlupdate.models.linked import link_target
+
+        link_target(spec, where)  # the file is resolved when the program is built (it needs the model's folder)
     if kind not in RUNNABLE:
-        why = f" mlupdate does not run it: {REFUSED[kind]}." if kind in REFUSED else ""
+        why = f", which mlupdate cannot run: {REFUSED[kind]}" if kind in REFUSED else ""
         raise UnsupportedModelError(
-            f"{where} is of type '{kind}'.{why} mlupdate runs neural networks, k-NN classifiers, "
-            f"{', '.join(PROGRAMS)} and pipelines of them; it updates neural networks and k-NN classifiers."
+            f"{where} is of type '{kind}'{why}. mlupdate runs neural networks, k-NN classifiers, "
+            f"{', '.join(PROGRAMS)}, linked models and pipelines of them; it updates neural networks and k-NN "
+            "classifiers."
         )
     if kind in ("neuralNetworkClassifier",):
         nn = spec.neuralNetworkClassifier
@@ -50,8 +52,9 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
         pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
         if not pipe.models:
             raise SpecError(f"{where} is a pipeline with no models; add at least one model.")
+        inside = "" if where == "The model" else f" in {where[0].lower()}{where[1:]}"
         for i, sub in enumerate(pipe.models):
-            check_model_type(sub, f"Model {i} of the pipeline")
+            check_model_type(sub, f"Model {i} of the pipeline{inside}")
     if not spec.description.input:
         raise SpecError(f"{where} declares no inputs; Core ML models need at least one. Fix the model's description.")
     return kind
