@@ -378,7 +378,7 @@ def test_linked_model_rules():
     spec = Model_pb2.Model()
     spec.specificationVersion = 4
     spec.linkedModel.linkedModelFile.linkedModelFileName.defaultValue = "Extractor.mlmodelc"
-    assert _rules(spec) == {"load"}  # valid for Core ML, but mlupdate cannot load a link to an .mlmodelc
+    assert _rules(spec) == {"load"}  # valid for Core ML, but a bare spec has no folder to find the file in
     spec.linkedModel.linkedModelFile.linkedModelFileName.defaultValue = ""
     assert _rules(spec) == {"linked-model"}
     spec.isUpdatable = True

@@ -116,3 +116,16 @@ def test_links_need_a_file_a_name_no_cycle_and_the_declared_outputs(tmp_path, fi
     _write(reg_spec, tmp_path / "Scaler.mlmodel")  # the wrong model under the linked name
     with pytest.raises(mlupdate.SpecError, match=r"outputs \['xs'\] that the linked model does not produce"):
         mlupdate.load(_write(link, tmp_path / "Link.mlmodel"))
+
+
+def test_lint_resolves_links_beside_the_file_it_reads(tmp_path, fitted):
+    from mlupdate.spec.io import write_spec
+
+    _, _, scaler_spec, reg_spec = fitted
+    write_spec(scaler_spec, tmp_path / "Scaler.mlmodel")
+    spec = _pipeline([_link(scaler_spec, "Scaler.mlmodelc"), reg_spec], scaler_spec.description.input,
+                     reg_spec.description.output)
+    path = write_spec(spec, tmp_path / "Pipe.mlmodel")
+    assert not any(p.rule == "load" for p in mlupdate.lint(path))
+    assert not any(p.rule == "load" for p in mlupdate.lint(spec, folder=tmp_path))
+    assert any(p.rule == "load" and "file" in p.message for p in mlupdate.lint(spec))  # no folder to look in

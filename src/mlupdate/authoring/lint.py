@@ -7,12 +7,13 @@ pipeline rules (only the last model updatable), the k-NN classifier rules and li
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from mlupdate.authoring import netgraph as ng
 from mlupdate.authoring.lint_rules import Problem, int64_problems, network_problems
 from mlupdate.errors import Error
-from mlupdate.spec.io import resolve_spec
+from mlupdate.spec.io import folder_of, resolve_spec
 from mlupdate.spec.validate import declared_size_problems, nonfinite_weights
 
 __all__ = ["Problem", "lint"]
@@ -21,13 +22,16 @@ UPDATABLE_TYPES = (*ng.NN_TYPES, "kNearestNeighborsClassifier", "pipeline", "pip
 MINIMUM_UPDATABLE_SPEC_VERSION = 4
 
 
-def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False) -> list[Problem]:
+def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False,
+         folder: str | os.PathLike[str] | None = None) -> list[Problem]:
     """Check a model against Core ML's rules for updatable models.
 
     Args:
         model_or_path: A ``.mlmodel`` path, an :class:`mlupdate.Model`, a coremltools ``MLModel`` or a spec.
         errors_only: Skip the rules that can only warn (the scan of every weight for NaN or infinity);
             what an update task needs before it starts.
+        folder: Where linked models are looked for (default: the folder of the file, when a path or a
+            loaded model is given).
 
     Returns:
         Every problem found, errors first; an empty list for a clean updatable model.
@@ -36,7 +40,7 @@ def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False)
         ModelFileError: If the file is missing or not a Core ML model.
     """
     spec = resolve_spec(model_or_path)
-    refused = _load_problem(spec)
+    refused = _load_problem(spec, Path(folder) if folder is not None else folder_of(model_or_path))
     try:
         problems = _model(spec, "", errors_only)
     except Error:
@@ -48,18 +52,19 @@ def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False)
     return sorted(problems, key=lambda p: p.severity != "error")
 
 
-def _load_problem(spec: Any) -> Problem | None:
+def _load_problem(spec: Any, folder: Path | None) -> Problem | None:
     """What ``mlupdate.load`` would refuse the model for (the same checks, run the same way), if anything.
 
     A network whose export is in the compiled-model cache loaded before with the same content: it loads.
     """
+    from mlupdate.models.linked import LinkContext
     from mlupdate.runtime.model import build_program
     from mlupdate.runtime.network import NN_TYPES, is_compiled
 
     if spec.WhichOneof("Type") in NN_TYPES and is_compiled(spec):
         return None
     try:
-        build_program(spec, "cpu_only", None, executor="torch")
+        build_program(spec, "cpu_only", None, executor="torch", links=LinkContext(folder))
     except Error as exc:
         return Problem("error", "load", f"mlupdate cannot load this model: {exc}")
     return None

@@ -235,6 +235,14 @@ def copy_spec(spec: ModelSpec) -> ModelSpec:
     return out
 
 
+def folder_of(model_or_path: Any) -> Path | None:
+    """The folder a model was read from (where its linked models are looked for); None for a bare spec."""
+    if isinstance(model_or_path, str | os.PathLike):
+        return Path(model_or_path).resolve().parent
+    path = getattr(model_or_path, "path", None)  # an mlupdate.Model (or a coremltools MLModel's package path)
+    return Path(path).resolve().parent if isinstance(path, str | os.PathLike) else None
+
+
 def resolve_spec(model_or_path: Any) -> ModelSpec:
     """Return a private copy of the spec behind a path, a ``Model``, an ``MLModel`` or a spec.
 

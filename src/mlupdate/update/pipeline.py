@@ -8,6 +8,7 @@ into the pipeline.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from mlupdate.errors import NotUpdatableError
@@ -21,7 +22,7 @@ class PipelineUpdate:
     """
 
     def __init__(self, spec: Any, values: Mapping[str, Any], compute_units: str, crop_and_scale: str,
-                 examples: Sequence[Mapping[str, Any]], frozen_cache: bool = True) -> None:
+                 examples: Sequence[Mapping[str, Any]], frozen_cache: bool = True, folder: Path | None = None) -> None:
         from mlupdate.update.trainer import not_updatable
 
         not_updatable(spec)
@@ -32,7 +33,7 @@ class PipelineUpdate:
             raise NotUpdatableError("The pipeline's last model is not updatable; only the last model of a pipeline "
                                     "can be updated (as in Core ML).")
         self.spec, self.values, self.examples = spec, dict(values), examples
-        self.units, self.crop = compute_units, crop_and_scale
+        self.units, self.crop, self.folder = compute_units, crop_and_scale, folder
         self._features: list[dict[str, Any]] | None = None
         sub_kind = last.WhichOneof("Type")
         if sub_kind == "kNearestNeighborsClassifier":
@@ -56,11 +57,13 @@ class PipelineUpdate:
     def _stage_outputs(self) -> list[dict[str, Any]]:
         """Run every model but the last on the examples (once); returns the accumulated features."""
         if self._features is None:
+            from mlupdate.models.linked import LinkContext
             from mlupdate.runtime.model import build_program
 
             state = [dict(ex) for ex in self.examples]
+            links = LinkContext(self.folder)
             for sub in self.pipe.models[:-1]:
-                program = build_program(sub, self.units, None)
+                program = build_program(sub, self.units, None, links=links)
                 for s, out in zip(state, program.predict_batch(state, self.crop), strict=True):
                     s.update(out)
             self._features = state

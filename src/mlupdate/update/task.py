@@ -20,7 +20,7 @@ from typing import Any
 
 from mlupdate.errors import Error, NotUpdatableError, ParameterError, UpdateError
 from mlupdate.runtime.model import Model
-from mlupdate.spec.io import resolve_spec, write_spec
+from mlupdate.spec.io import folder_of, resolve_spec, write_spec
 from mlupdate.spec.validate import check_model_type
 from mlupdate.update import parameters as params
 from mlupdate.update.data import as_examples
@@ -121,7 +121,7 @@ class _Cancelled(Exception):
 
 
 def _make_job(spec: Any, values: dict[str, Any], units: str, crop: str, examples: list[Any],
-              frozen_cache: bool) -> Any:
+              frozen_cache: bool, folder: Path | None = None) -> Any:
     kind = check_model_type(spec)
     if kind.startswith("neuralNetwork"):
         from mlupdate.update.trainer import NetworkUpdate
@@ -136,18 +136,20 @@ def _make_job(spec: Any, values: dict[str, Any], units: str, crop: str, examples
                                 "networks, k-NN classifiers and pipelines ending in one.")
     from mlupdate.update.pipeline import PipelineUpdate
 
-    return PipelineUpdate(spec, values, units, crop, examples, frozen_cache)
+    return PipelineUpdate(spec, values, units, crop, examples, frozen_cache, folder)
 
 
-def refuse_invalid(spec: Any) -> None:
+def refuse_invalid(spec: Any, folder: Path | None = None) -> None:
     """Refuse a model that Core ML's validator would not compile as updatable (lint's errors).
+
+    ``folder``: where its linked models are (the folder of its file).
 
     Raises:
         NotUpdatableError: Listing every error lint finds.
     """
     from mlupdate.authoring.lint import lint
 
-    errors = [p for p in lint(spec, errors_only=True) if p.severity == "error"]
+    errors = [p for p in lint(spec, errors_only=True, folder=folder) if p.severity == "error"]
     if spec.isUpdatable and errors:
         listed = "\n".join(f"  - {p.message}" for p in errors)
         raise NotUpdatableError(
@@ -184,7 +186,8 @@ class UpdateTask:
                  parameters: Mapping[str, Any] | None = None, progress_handlers: ProgressHandlers | None = None,
                  completion_handler: Handler | None = None, _frozen_cache: bool = True) -> None:
         spec = resolve_spec(model_or_path)
-        refuse_invalid(spec)
+        folder = folder_of(model_or_path)
+        refuse_invalid(spec, folder)
         units = getattr(model_or_path, "compute_units", "all") if isinstance(model_or_path, Model) else "all"
         crop = getattr(model_or_path, "crop_and_scale", "center_crop") if isinstance(model_or_path, Model) \
             else "center_crop"
@@ -195,7 +198,7 @@ class UpdateTask:
         self._completion = completion_handler or self.progress_handlers.completion_handler
         self._descs = params.descriptions(spec)
         self._job = _make_job(spec, values, self.compute_units, self.crop_and_scale, as_examples(training_data),
-                              _frozen_cache)
+                              _frozen_cache, folder)
         self._state = "suspended"
         self._error: Error | None = None
         self._cancel = False
