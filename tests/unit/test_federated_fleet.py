@@ -37,7 +37,7 @@ def test_fleet_on_ray_personalises_every_user_and_reports_the_broken_one(demo_pa
     users = _users(pets, tmp_path / "users")
     out = tmp_path / "personal"
     code = main(["personalize-fleet", str(demo_path), str(users), "--out", str(out), "--workers", "2",
-                 "--json", str(tmp_path / "fleet.json")])
+                 "--seed", "0", "--json", str(tmp_path / "fleet.json")])
     assert not ray.is_initialized()
     text = capsys.readouterr().out
     assert code == 1  # one user failed
@@ -60,3 +60,11 @@ def test_fleet_errors_before_any_work(demo_path, tmp_path, capsys):
     assert main(["personalize-fleet", str(demo_path), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "No user folders" in capsys.readouterr().err
     assert main(["personalize-fleet", str(demo_path), str(tmp_path), "--out", "o", "--workers", "-1"]) == 2
+
+
+def test_fleet_refuses_a_parameter_the_model_does_not_allow_before_starting(demo_path, tmp_path, capsys):
+    (tmp_path / "users" / "u1" / "Cat").mkdir(parents=True)
+    assert main(["personalize-fleet", str(demo_path), str(tmp_path / "users"), "--out", str(tmp_path / "o"),
+                 "--epochs", "2"]) == 2  # the demo model allows epochs = 10 only
+    err = capsys.readouterr().err
+    assert "epochs" in err and "u1" not in err

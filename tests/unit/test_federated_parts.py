@@ -85,6 +85,10 @@ def test_node_features_are_computed_once_per_node_and_reused():
     assert local.cached_nodes() == start + 1  # same node, examples and frozen part: no second frozen pass
     assert again["loss"] == pytest.approx(metrics["loss-after"], rel=1e-5)
     local.evaluate_local(updated, data, "node-b")
+    local.evaluate_local(updated, data, "node-a/test")
+    local.evaluate_local(updated, data, "node-aa")
+    assert local.cached_nodes() == start + 4
+    local.forget("node-a")  # node-a and node-a/test; not node-aa
     assert local.cached_nodes() == start + 2
 
 

@@ -59,7 +59,7 @@ def test_fedavg_of_three_users_is_the_weighted_mean_and_fixes_the_confused_breed
                          min_available_nodes=3)
     seen = []
     history = run_federated(demo_path, data, users=3, rounds=2, out=out, strategy=strategy, on_round=seen.append,
-                            quiet=True, options={"partition": "iid"})
+                            quiet=True, options={"partition": "iid", "seed": 0})
     assert not ray.is_initialized()  # the simulation stops the Ray it started
     assert [e["round"] for e in history] == [0, 1, 2] and seen == history
 

@@ -26,6 +26,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--address", help="a running Ray cluster (e.g. ray://head:10001 or auto) instead of a local one")
     p.add_argument("--epochs", type=int, help="override the model's epochs")
     p.add_argument("--learning-rate", type=float, help="override the model's learning rate")
+    p.add_argument("--seed", type=int, help="shuffle seed of every user's update (repeatable runs)")
     p.add_argument("--json", metavar="FILE", help="also write every user's result and the summary as JSON")
     p.set_defaults(func=run)
 
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['user']}: accuracy {_pct(r['accuracy-before'])} -> {_pct(r['accuracy-after'])} on "
                   f"{r['held-out']} held-out photos ({r['examples']} trained, {r['seconds']:.1f} s)", flush=True)
 
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate)) if v is not None}
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
+                                   ("seed", args.seed)) if v is not None}
     start = time.perf_counter()
     results = personalize_fleet(args.model, args.users_dir, args.out, workers=args.workers, address=args.address,
                                 parameters=overrides, on_result=show)

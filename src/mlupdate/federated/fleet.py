@@ -18,7 +18,7 @@ from typing import Any
 from mlupdate.errors import Error, TrainingDataError
 from mlupdate.federated.config import RAY_OBJECT_STORE_BYTES
 from mlupdate.federated.data import examples, hold_out, io_names, labelled, split_dirs
-from mlupdate.federated.local import evaluate_local, load_spec, train_local
+from mlupdate.federated.local import evaluate_local, forget, load_spec, train_local
 from mlupdate.spec.io import write_spec
 
 Result = dict[str, Any]
@@ -50,6 +50,8 @@ def personalize_user(model: str, user_dir: str, out: str, parameters: Mapping[st
         path = write_spec(updated, Path(out) / f"{user}.mlmodel")
     except (Error, OSError) as exc:  # the user's folder or photos: reported, the fleet goes on
         return {"user": user, "error": str(exc), "seconds": time.perf_counter() - start}
+    finally:  # each user is seen once: its cached features would only pile up in the worker
+        forget(f"user:{user_dir}")
     return {"user": user, "examples": len(train), "held-out": len(test), "accuracy-before": before.get("accuracy"),
             "accuracy-after": after.get("accuracy"), "train-loss": metrics["train-loss"],
             "seconds": time.perf_counter() - start, "out": str(path)}
@@ -90,10 +92,12 @@ def personalize_fleet(model: str | os.PathLike[str], users_dir: str | os.PathLik
     Raises:
         mlupdate.Error: No user folders, a model that cannot be updated, or Ray missing when needed.
     """
+    from mlupdate.update.parameters import resolve
     from mlupdate.update.task import refuse_invalid
 
     spec = load_spec(model)
     refuse_invalid(spec)
+    resolve(spec, None, parameters)  # a parameter the model does not allow fails here, not in every user
     io_names(spec)
     dirs = user_dirs(users_dir)
     Path(out).mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,12 @@ def load_spec(path: str | os.PathLike[str]) -> Any:
     return _SPECS[key]
 
 
+def forget(node: str) -> None:
+    """Drop the cached features of ``node`` (and of the nodes named ``node/...``)."""
+    for key in [k for k in _FEATURES if k[0].startswith(node + "/")]:
+        del _FEATURES[key]
+
+
 def cached_nodes() -> int:
     """How many (node, examples, frozen part) feature sets this process holds."""
     return len(_FEATURES)
