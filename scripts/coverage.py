@@ -54,15 +54,22 @@ def model_type_lines() -> list[str]:
         "| model type | runs | tested in | reference |",
         "|---|---|---|---|",
     ]
+    return lines + table_rows(kinds, set(RUNNABLE), tested, refs, REFUSED, "**no test**")
+
+
+def table_rows(kinds: list[str], runs: set[str], tested: dict[str, list[str]], refs: dict[str, str],
+               refused: dict[str, str], missing: str) -> list[str]:
+    """One table row per kind: whether it runs, the test modules that check it and their references."""
+    rows = []
     for kind in kinds:
-        if kind in RUNNABLE:
+        if kind in runs:
             mods = tested.get(kind, [])
-            where = ", ".join(f"`tests/unit/{m}.py`" for m in mods) or "**no test**"
-            ref = "; ".join(dict.fromkeys(refs[m] for m in mods if m in refs))
-            lines.append(f"| `{kind}` | yes | {where} | {ref} |")
+            where = ", ".join(f"`tests/unit/{m}.py`" for m in mods) or missing
+            ref = "; ".join(dict.fromkeys(refs[m] for m in mods if refs.get(m)))
+            rows.append(f"| `{kind}` | yes | {where} | {ref} |")
         else:
-            lines.append(f"| `{kind}` | no | | refused: {REFUSED.get(kind, 'not implemented yet')} |")
-    return lines
+            rows.append(f"| `{kind}` | no | | refused: {refused.get(kind, 'not implemented yet')} |")
+    return rows
 
 
 def render() -> str:
@@ -103,15 +110,8 @@ def render() -> str:
         "",
         "| layer kind | supported | tested in | reference |",
         "|---|---|---|---|",
+        *table_rows(kinds, supported, tested, refs, REFUSED, "**no case**"),
     ]
-    for kind in kinds:
-        if kind in supported:
-            mods = tested.get(kind, [])
-            where = ", ".join(f"`tests/unit/{m}.py`" for m in mods) or "**no case**"
-            ref = "; ".join(dict.fromkeys(refs[m] for m in mods if refs[m]))
-            lines.append(f"| `{kind}` | yes | {where} | {ref} |")
-        else:
-            lines.append(f"| `{kind}` | no | | refused: {REFUSED.get(kind, 'not implemented yet')} |")
     return "\n".join(lines) + "\n"
 
 
