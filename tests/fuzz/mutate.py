@@ -1,8 +1,9 @@
 """Seeded mutations of valid Core ML specs: the fuzzer's inputs.
 
 Seeds are every layer test case of the registry (every layer family), small updatable
-models (dense and convolutional classifiers, an MSE regressor, a k-NN, a pipeline) and the
-classic types as coremltools converts them from scikit-learn. A mutation
+models (dense and convolutional classifiers, an MSE regressor, a k-NN, a pipeline), the
+classic types as coremltools converts them from scikit-learn, and the other model types (NMS,
+recommender, sound preprocessing, confidence thresholding) as their tests build them. A mutation
 changes one field somewhere in the spec (a number to 0, -1 or a huge value, a list shortened or
 extended, a blob name swapped, a message cleared), removes or duplicates a layer, or damages
 the serialized bytes.
@@ -47,7 +48,25 @@ def seeds() -> list[Seed]:
     out.append(Seed("mse_regressor", M.mse_regressor(), {"input": reg[0]["input"]}, reg))
     out += _knn_seeds(rng)
     out += _classic_seeds(rng)
+    out += _other_type_seeds(rng)
     return out
+
+
+def _other_type_seeds(rng: np.random.Generator) -> list[Seed]:
+    """The NMS model, the recommender, sound preprocessing and confidence thresholding, as their tests build them."""
+    from tests.unit import test_models_nms as nms
+    from tests.unit import test_models_recommender as rec
+    from tests.unit import test_models_sound as sound
+    from tests.unit import test_models_thresholding as thresholding
+
+    sim = (rng.random((6, 6)) < 0.5) * rng.random((6, 6))
+    conf, boxes = rng.random((8, nms.C)), rng.random((8, 4))
+    return [
+        Seed("nms", nms._spec(), {"raw_confidence": conf, "raw_coordinates": boxes}),
+        Seed("recommender", rec._spec(sim, rng.random(6)), {"items": {0: 1.0, 3: 2.0}, "k": 3}),
+        Seed("sound", sound._spec(), {"audioSamples": rng.standard_normal(15600).astype(np.float32)}),
+        Seed("thresholding", thresholding._spec(), {"classConfidences": rng.random(thresholding.C).astype(np.float32)}),
+    ]
 
 
 def _classic_seeds(rng: np.random.Generator) -> list[Seed]:

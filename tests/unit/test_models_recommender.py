@@ -145,3 +145,12 @@ def test_bad_inputs_and_specs_raise_clear_errors(tmp_path):
     spec.description.output.add(name="x").type.doubleType.SetInParent()
     with pytest.raises(mlupdate.SpecError, match="names no output"):
         mlupdate.Model(spec)
+
+
+def test_an_item_number_past_the_array_limit_is_refused_before_allocating():
+    sim = np.zeros((3, 3))
+    sim[0, 1] = 0.5
+    spec = _spec(sim, np.zeros(3))
+    spec.itemSimilarityRecommender.itemItemSimilarities[0].similarItemList[0].itemId = 2**31  # found by the fuzzer
+    with pytest.raises(mlupdate.SpecError, match="more items than the limit"):
+        mlupdate.Model(spec)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mlupdate.spec.validate import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
+from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
 
 
 def fold(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, keep: int = 3) -> torch.Tensor:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
 
 from mlupdate.errors import SpecError, UnsupportedModelError
 from mlupdate.models import PROGRAMS, REFUSED
+from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, MAX_IMAGE_PIXELS_ENV, max_array_elements, max_image_pixels
 
 #: The model types mlupdate runs; the first three are the neural networks.
 RUNNABLE = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor",
@@ -60,31 +60,12 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
     return kind
 
 
-#: Largest declared image (width x height) and multiarray (element count) a model may have; every
-#: real model fits. Loading allocates sample inputs of the declared size, so a file that declares
-#: more is refused before anything is allocated. Environment variables raise them.
-MAX_IMAGE_PIXELS_ENV = "MLUPDATE_MAX_IMAGE_PIXELS"
-MAX_ARRAY_ELEMENTS_ENV = "MLUPDATE_MAX_ARRAY_ELEMENTS"
-DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
-DEFAULT_MAX_ARRAY_ELEMENTS = 1 << 26
-
-
-def _limit(env: str, default: int) -> int:
-    value = os.environ.get(env, "")
-    return int(value) if value.isdigit() else default
-
-
-def max_array_elements() -> int:
-    """The largest array (element count) a model may declare or a layer may produce per example."""
-    return _limit(MAX_ARRAY_ELEMENTS_ENV, DEFAULT_MAX_ARRAY_ELEMENTS)
-
-
 def declared_size_problems(spec: Any, where: str = "The model") -> list[str]:
     """What is wrong with the sizes a model's inputs and outputs declare (nothing allocated).
 
     Negative or zero dimensions, and images or arrays over the limits above, each with the fix.
     """
-    max_pixels = _limit(MAX_IMAGE_PIXELS_ENV, DEFAULT_MAX_IMAGE_PIXELS)
+    max_pixels = max_image_pixels()
     max_elements = max_array_elements()
     out: list[str] = []
     for fd in (*spec.description.input, *spec.description.output):
