@@ -138,7 +138,7 @@ def vector(example: dict[str, Any], fd: FeatureDescription) -> np.ndarray:
     return array(value, fd).reshape(-1).astype(np.float64)
 
 
-def _stack_exact(examples: Sequence[dict[str, Any]], fd: FeatureDescription) -> np.ndarray | None:
+def stack_exact(examples: Sequence[dict[str, Any]], fd: FeatureDescription) -> np.ndarray | None:
     """The batch in one step when every value is a numeric array of exactly the declared shape, else None.
 
     What :func:`array` does per example (the declared data type, then float64), without its per-value checks,
@@ -154,7 +154,7 @@ def _stack_exact(examples: Sequence[dict[str, Any]], fd: FeatureDescription) -> 
 def vectorize(examples: Sequence[dict[str, Any]], fds: list[FeatureDescription], width: int | None) -> np.ndarray:
     """The ``[B, width]`` float64 feature vectors of the examples (every input, in declared order)."""
     if len(fds) == 1 and fds[0].type == "multiArray" and fds[0].shape and not fds[0].flexible:
-        stacked = _stack_exact(examples, fds[0])
+        stacked = stack_exact(examples, fds[0])
         if stacked is not None and (width is None or stacked.shape[1] == width):
             return stacked
     rows = [np.concatenate([vector(ex, fd) for fd in fds]) for ex in examples]
