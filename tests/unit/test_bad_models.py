@@ -139,3 +139,42 @@ def test_parameters_that_would_make_huge_outputs_are_refused_at_load(tmp_path, c
     path.write_bytes(b.spec.SerializeToString())
     with pytest.raises(mlupdate.Error, match="limit|parts"):
         mlupdate.load(path)
+
+
+def _sklearn_spec(kind):
+    import warnings
+
+    import coremltools as ct
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((20, 3)), np.arange(20) % 2
+    est = RandomForestClassifier(2, max_depth=2, random_state=0) if kind == "forest" else SVC()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ct.converters.sklearn.convert(est.fit(x, y), "x", "y").get_spec()
+
+
+def _forest_dims(spec):  # found by the fuzzer: numPredictionDimensions = 2^31 allocated 432 GiB
+    spec.treeEnsembleClassifier.treeEnsemble.numPredictionDimensions = HUGE
+
+
+def _sparse_svm(spec):
+    svc = spec.supportVectorClassifier
+    vectors = [list(v.values) for v in svc.denseSupportVectors.vectors]
+    svc.ClearField("denseSupportVectors")
+    for v in vectors:
+        node = svc.sparseSupportVectors.vectors.add().nodes.add()
+        node.index, node.value = 1, v[0]
+    svc.sparseSupportVectors.vectors[0].nodes[0].index = HUGE - 1  # an int32 field
+    spec.description.input[0].type.multiArrayType.ClearField("shape")
+
+
+@pytest.mark.parametrize(("kind", "mutate"), [("forest", _forest_dims), ("svm", _sparse_svm)],
+                         ids=["tree numPredictionDimensions", "SVM sparse index"])
+def test_classic_counts_past_the_limit_are_refused_before_allocating(kind, mutate):
+    spec = _sklearn_spec(kind)
+    mutate(spec)
+    with pytest.raises(mlupdate.SpecError, match="limit"):
+        mlupdate.Model(spec)

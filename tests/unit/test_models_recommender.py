@@ -152,5 +152,5 @@ def test_an_item_number_past_the_array_limit_is_refused_before_allocating():
     sim[0, 1] = 0.5
     spec = _spec(sim, np.zeros(3))
     spec.itemSimilarityRecommender.itemItemSimilarities[0].similarItemList[0].itemId = 2**31  # found by the fuzzer
-    with pytest.raises(mlupdate.SpecError, match="more items than the limit"):
+    with pytest.raises(mlupdate.SpecError, match="more than the limit"):
         mlupdate.Model(spec)

@@ -39,6 +39,7 @@ from mlupdate.models.values import (
     output,
     outputs_of,
     string,
+    within_limit,
 )
 
 
@@ -160,6 +161,7 @@ class FeatureVectorizerProgram:
                 raise SpecError(f"The featureVectorizer's column '{fd.name}' has shape {list(fd.shape)} but "
                                 f"inputDimensions {size}; they must agree.")
             self.columns.append((fd, size))
+        within_limit(sum(size for _, size in self.columns), "The featureVectorizer's inputDimensions")
         if not self.columns:
             raise SpecError("The featureVectorizer lists no input columns; add inputList entries.")
         self.output = only(outputs_of(spec), "featureVectorizer", "output", ("multiArray",))

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import FeatureError, SpecError
-from mlupdate.models.values import feature, number, outputs_of
+from mlupdate.models.values import feature, number, outputs_of, within_limit
 from mlupdate.spec.description import FeatureDescription
 
 _KIND = "nonMaximumSuppression"
@@ -124,6 +124,7 @@ class NonMaximumSuppressionProgram:
             raise SpecError(f"The {_KIND}'s confidence and coordinates outputs declare different numbers of rows "
                             f"{sorted(said)}; they must agree along axis 0.")
         self.rows = said.pop() if said else (0, -1)
+        within_limit(self.rows[0], f"The {_KIND}'s least number of output rows")
         self.features = {k: FeatureDescription.from_proto(fd) for k, fd in fds.items() if fd is not None}
         self.out = {fd.name: fd for fd in outputs_of(spec)}
 

@@ -31,18 +31,15 @@ import numpy as np
 from scipy import sparse
 
 from mlupdate.errors import FeatureError, SpecError
-from mlupdate.models.values import dictionary, feature, inputs_of, integer
-from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
+from mlupdate.models.values import dictionary, feature, inputs_of, integer, within_limit
 
 _KIND = "itemSimilarityRecommender"
 
 
 def _item_ids(isr: Any, max_item: int) -> list[Any]:
     ints, strs = list(isr.itemInt64Ids.vector), list(isr.itemStringIds.vector)
-    if max_item + 1 > max_array_elements():  # items are numbered 0..max_item: one score each
-        raise SpecError(f"The {_KIND}'s similarity table names item number {max_item}, more items than the limit "
-                        f"of {max_array_elements()} (set {MAX_ARRAY_ELEMENTS_ENV} to allow more); items are "
-                        "numbered from 0 without gaps.")
+    # items are numbered 0..max_item without gaps: one score each
+    within_limit(max_item + 1, f"The {_KIND}'s item number {max_item} (items are numbered from 0)")
     if ints and strs:
         raise SpecError(f"The {_KIND} gives both itemInt64Ids and itemStringIds; give one of them (or neither).")
     ids: list[Any] = [int(v) for v in ints] or strs or list(range(max_item + 1))

@@ -29,7 +29,15 @@ from scipy.spatial.distance import cdist
 from scipy.special import expit
 
 from mlupdate.errors import FeatureError, SpecError
-from mlupdate.models.values import ClassifierOutputs, class_labels, output, regressor_output, vector_inputs, vectorize
+from mlupdate.models.values import (
+    ClassifierOutputs,
+    class_labels,
+    output,
+    regressor_output,
+    vector_inputs,
+    vectorize,
+    within_limit,
+)
 
 
 class _Kernel:
@@ -62,6 +70,7 @@ class _Kernel:
             if min((n.index for v in vectors for n in v.nodes), default=1) < 1 or (width is not None and top > width):
                 raise SpecError(f"The {self.kind}'s sparse support vectors use indexes up to {top}; indexes are "
                                 f"1-based and must be at most {width} (the input's length).")
+            within_limit(len(vectors) * (width if width is not None else top), f"The {self.kind}'s support vectors")
             dense = np.zeros((len(vectors), width if width is not None else top))
             for i, v in enumerate(vectors):
                 for n in v.nodes:

@@ -33,7 +33,7 @@ import numpy as np
 from scipy.special import expit, softmax
 
 from mlupdate.errors import FeatureError, SpecError, UnsupportedModelError
-from mlupdate.models.values import ClassifierOutputs, output, regressor_output, vector_inputs, vectorize
+from mlupdate.models.values import ClassifierOutputs, output, regressor_output, vector_inputs, vectorize, within_limit
 
 _LEAF = 6
 _COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
@@ -68,6 +68,7 @@ class Ensemble:
                                 "of a tree its own nodeId.")
             index[key] = i
         count = len(nodes)
+        within_limit(count * self.dims, f"The {kind}'s {count} nodes x numPredictionDimensions {self.dims}")
         self.leaf = np.asarray([n.nodeBehavior == _LEAF for n in nodes])
         self.mode = np.asarray([n.nodeBehavior if n.nodeBehavior != _LEAF else 0 for n in nodes], dtype=np.int64)
         if self.mode.max() >= len(_COMPARE):

@@ -28,8 +28,20 @@ import numpy as np
 from mlupdate.errors import FeatureError, SpecError
 from mlupdate.features.arrays import check_array
 from mlupdate.spec.description import FeatureDescription
+from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
 
 VECTOR_TYPES = ("double", "int64", "multiArray")
+
+
+def within_limit(count: int, what: str) -> None:
+    """Refuse a spec whose parameters would make ``count`` values (per example, or in a table) past the limit.
+
+    Raises:
+        SpecError: Naming ``what`` and the environment variable that raises the limit.
+    """
+    if count > max_array_elements():
+        raise SpecError(f"{what} would make {count} values, more than the limit of {max_array_elements()} (set "
+                        f"{MAX_ARRAY_ELEMENTS_ENV} to allow more); check the model's counts and sizes.")
 
 
 def inputs_of(spec: Any) -> list[FeatureDescription]:
