@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,11 +38,21 @@ def is_nd(nn_msg: Any) -> bool:
 def is_compiled(spec: Any) -> bool:
     """Whether a neural network's ONNX export is in the cache: it loaded before, so it loads (no torch needed)."""
     from mlupdate.runtime import cache
-    from mlupdate.runtime.onnx_session import artifact_name
 
     flexible = flexible_images(list(Description.from_spec(spec).inputs.values()))
-    key = cache.content_key(spec)
-    return any((cache.cache_dir() / artifact_name(key, batched, flexible)).is_file() for batched in (True, False))
+    return cached_export(cache.content_key(spec), flexible) is not None
+
+
+def cached_export(key: str, flexible: tuple[int, ...]) -> tuple[Path, bool] | None:
+    """The cached ONNX export of the model with content ``key``, and whether it is batched; None when absent."""
+    from mlupdate.runtime import cache
+    from mlupdate.runtime.onnx_session import artifact_name
+
+    for batched in (True, False):  # a network exports batched unless a layer's shapes depend on values
+        path = cache.path_of(artifact_name(key, batched, flexible))
+        if path is not None:
+            return path, batched
+    return None
 
 
 def flexible_images(inputs: Sequence[FeatureDescription]) -> tuple[int, ...]:
@@ -111,24 +122,23 @@ class NetworkProgram:
     def _compiled(self, cache_key: str | None, compute_units: str, executor: str,
                   threads: int | None) -> Any:
         """The model's ONNX export from the cache on onnxruntime, when that is what would run (no torch)."""
-        from mlupdate.runtime import cache
-        from mlupdate.runtime.onnx_session import OnnxExecutor, artifact_name, check_options, cuda_possible
+        from mlupdate.runtime.onnx_session import OnnxExecutor, check_options, cuda_possible
 
         check_options(compute_units, executor, threads)
         if cache_key is None or executor == "torch" or any(f.flexible for f in self.inputs):
             return None
         if executor == "auto" and compute_units != "cpu_only" and cuda_possible():
             return None
-        for batched in (True, False):
-            path = cache.path_of(artifact_name(cache_key, batched, self.flexible_images))
-            if path is not None:
-                try:
-                    session = OnnxExecutor(path, threads, self._diagnose)
-                except ExportError:  # evicted meanwhile, or unreadable: compile again
-                    return None
-                self.batched = batched
-                return session
-        return None
+        found = cached_export(cache_key, self.flexible_images)
+        if found is None:
+            return None
+        path, batched = found
+        try:
+            session = OnnxExecutor(path, threads, self._diagnose)
+        except ExportError:  # evicted meanwhile, or unreadable: compile again
+            return None
+        self.batched = batched
+        return session
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:
         """Re-run the inputs onnxruntime failed on in torch, which names the failing layer."""
