@@ -51,6 +51,7 @@ class OpContext:
             where the dimension is symbolic.
         blocks: The op's nested blocks, compiled (``cond``, ``while_loop``): each a callable taking the
             block's inputs and returning its outputs.
+        dynamic: The input parameters computed at run time.
     """
 
     op_type: str
@@ -60,6 +61,7 @@ class OpContext:
     attrs: Mapping[str, Any] = field(default_factory=dict)
     out_types: tuple[tuple[str, tuple[int | None, ...] | None], ...] = ()
     blocks: tuple[Callable[..., Any], ...] = ()
+    dynamic: frozenset[str] = frozenset()
 
     def const(self, param: str, default: Any = None) -> Any:
         """The compile-time value of input ``param``; ``default`` when the input is absent.
@@ -76,11 +78,6 @@ class OpContext:
                 "pass)."
             )
         return default
-
-    @property
-    def dynamic(self) -> frozenset[str]:
-        """Inputs computed at run time (set by the compiler)."""
-        return frozenset(self.attrs.get("__dynamic__", ()))
 
 
 Kernel = Callable[[OpContext, dict[str, Any]], Any]
