@@ -33,7 +33,27 @@ from mlupdate.errors import UnsupportedModelError
 OPSETS: dict[str, int] = {"CoreML5": 15, "CoreML6": 16, "CoreML7": 17, "CoreML8": 18}
 
 #: The op-family modules of this package, imported when the registry is first used.
-FAMILIES: tuple[str, ...] = ()
+FAMILIES: tuple[str, ...] = (
+    "activation",
+    "elementwise",
+    "reduction",
+    "linear",
+    "conv",
+    "pool",
+    "normalization",
+    "random",
+    "tensor",
+    "shape",
+    "gather",
+    "resize",
+    "recurrent",
+    "attention",
+    "quantization",
+    "constexpr",
+    "control",
+    "state",
+    "classify",
+)
 
 
 @dataclass(frozen=True)

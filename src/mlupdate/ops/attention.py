@@ -1,0 +1,3 @@
+"""scaled_dot_product_attention (MIL transformers.py)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""classify (MIL classify.py)."""
+
+from __future__ import annotations

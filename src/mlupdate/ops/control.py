@@ -1,0 +1,3 @@
+"""const, cond, while_loop and lists (MIL control_flow.py)."""
+
+from __future__ import annotations

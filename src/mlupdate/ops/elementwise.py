@@ -1,0 +1,3 @@
+"""Elementwise unary and binary ops, select, clip, cast (MIL elementwise_unary.py, elementwise_binary.py)."""
+
+from __future__ import annotations

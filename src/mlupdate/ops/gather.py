@@ -1,0 +1,3 @@
+"""gather, scatter and their variants (MIL scatter_gather.py)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""linear, matmul, einsum (MIL linear.py)."""
+
+from __future__ import annotations

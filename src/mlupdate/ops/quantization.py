@@ -1,0 +1,3 @@
+"""quantize, dequantize (MIL quantization_ops.py)."""
+
+from __future__ import annotations

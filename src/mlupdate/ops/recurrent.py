@@ -1,0 +1,3 @@
+"""lstm, gru, rnn (MIL recurrent.py)."""
+
+from __future__ import annotations

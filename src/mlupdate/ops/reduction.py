@@ -1,0 +1,3 @@
+"""reduce_* ops (MIL reduction.py)."""
+
+from __future__ import annotations

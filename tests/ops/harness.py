@@ -1,0 +1,37 @@
+"""Run one MIL op kernel from the registry on numpy inputs (the op tests' entry point).
+
+The expected values come from each test: numpy written from the op definition's docstring, or PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from mlupdate.ops import OpContext, kernel_for
+
+
+def _tensor(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_tensor(v) for v in value]
+    return torch.from_numpy(np.ascontiguousarray(value))
+
+
+def run_kernel(op_type: str, inputs: dict[str, Any], *, consts: Iterable[str] | None = None, opset: int = 15,
+               attrs: dict[str, Any] | None = None, out_types: tuple[Any, ...] = ()) -> Any:
+    """Run ``op_type`` on ``inputs`` (numpy arrays, or lists of them for variadic parameters).
+
+    ``consts`` names the inputs that are compile-time constants (default: every input but ``x``).
+    Returns numpy arrays (a tuple for ops with several outputs).
+    """
+    names = set(inputs) - {"x"} if consts is None else set(consts)
+    ctx = OpContext(op_type, name=f"{op_type}_0", opset=opset,
+                    consts={k: v for k, v in inputs.items() if k in names}, attrs=attrs or {},
+                    out_types=out_types, dynamic=frozenset(set(inputs) - names))
+    out = kernel_for(op_type, opset, ctx.name)(ctx, {k: _tensor(v) for k, v in inputs.items()})
+    if isinstance(out, (tuple, list)):
+        return tuple(o.numpy() if isinstance(o, torch.Tensor) else o for o in out)
+    return out.numpy()
