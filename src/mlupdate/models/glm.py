@@ -19,14 +19,14 @@ documents nothing, mlupdate's choice, marked *choice*):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.special import expit, ndtr, softmax
 
 from mlupdate.errors import SpecError
-from mlupdate.models.values import ClassifierOutputs, class_labels, output, regressor_output, vector_inputs, vectorize
+from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
+from mlupdate.models.values import class_labels, regressor_output, vector_inputs
 
 
 def _weights(msg: Any, kind: str, width: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def _weights(msg: Any, kind: str, width: int | None) -> tuple[np.ndarray, np.nda
     return weights, np.asarray(msg.offset, dtype=np.float64)
 
 
-class GLMRegressorProgram:
+class GLMRegressorProgram(ColumnProgram):
     """Predicts with a ``glmRegressor`` spec.
 
     Args:
@@ -67,15 +67,15 @@ class GLMRegressorProgram:
         self.transform = transforms[glm.postEvaluationTransform]
         self.output = regressor_output(spec, "glmRegressor", len(self.weights))
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{output: value}``."""
-        z = vectorize(examples, self.inputs, self.width) @ self.weights.T + self.offset
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The prediction column: ``{output: values}``."""
+        z = flat(cols, self.inputs, self.width) @ self.weights.T + self.offset
         if self.transform is not None:
             z = self.transform(z)
-        return [{self.output.name: output(row, self.output)} for row in z]
+        return {self.output.name: output_column(z, self.output)}
 
 
-class GLMClassifierProgram:
+class GLMClassifierProgram(ColumnProgram):
     """Predicts with a ``glmClassifier`` spec.
 
     Args:
@@ -119,8 +119,7 @@ class GLMClassifierProgram:
             return np.divide(s, total, out=np.full_like(s, 1.0 / s.shape[1]), where=total > 0)
         return softmax(np.concatenate([np.zeros((len(z), 1)), z], axis=1), axis=1)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{label_name: label, probs_name: {label: probability}}``."""
-        z = vectorize(examples, self.inputs, self.width) @ self.weights.T + self.offset
-        probs = self.probabilities(z)
-        return self.outputs.results(probs, np.argmax(probs, axis=1))
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The label and probability columns."""
+        probs = self.probabilities(flat(cols, self.inputs, self.width) @ self.weights.T + self.offset)
+        return self.outputs.columns(probs, np.argmax(probs, axis=1))

@@ -26,14 +26,14 @@ Semantics (Core ML's ``TreeEnsemble.proto`` and the checks of its tree builder,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.special import expit, softmax
 
 from mlupdate.errors import FeatureError, SpecError, UnsupportedModelError
-from mlupdate.models.values import ClassifierOutputs, output, regressor_output, vector_inputs, vectorize, within_limit
+from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
+from mlupdate.models.values import regressor_output, vector_inputs, within_limit
 
 _LEAF = 6
 _COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
@@ -179,7 +179,7 @@ def _check_transform(which: int, kind: str, binary: bool) -> None:
                                     "Classification_SoftMax.")
 
 
-class TreeEnsembleRegressorProgram:
+class TreeEnsembleRegressorProgram(ColumnProgram):
     """Predicts with a ``treeEnsembleRegressor`` spec.
 
     Args:
@@ -197,13 +197,13 @@ class TreeEnsembleRegressorProgram:
         _check_transform(self.transform, "treeEnsembleRegressor", False)
         self.output = regressor_output(spec, "treeEnsembleRegressor", self.trees.dims)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{output: value}``."""
-        y = _transform(self.trees.scores(vectorize(examples, self.inputs, self.width)), self.transform)
-        return [{self.output.name: output(row, self.output)} for row in y]
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The prediction column: ``{output: values}``."""
+        y = _transform(self.trees.scores(flat(cols, self.inputs, self.width)), self.transform)
+        return {self.output.name: output_column(y, self.output)}
 
 
-class TreeEnsembleClassifierProgram:
+class TreeEnsembleClassifierProgram(ColumnProgram):
     """Predicts with a ``treeEnsembleClassifier`` spec.
 
     Args:
@@ -230,10 +230,10 @@ class TreeEnsembleClassifierProgram:
         _check_transform(self.transform, kind, dims == 1)
         self.outputs = ClassifierOutputs(spec, kind, labels)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{label_name: label, probs_name: {label: probability}}``."""
-        probs = _transform(self.trees.scores(vectorize(examples, self.inputs, self.width)), self.transform)
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The label and probability columns."""
+        probs = _transform(self.trees.scores(flat(cols, self.inputs, self.width)), self.transform)
         if probs.shape[1] == 1:
             probs = np.concatenate([1.0 - probs, probs], axis=1)
-            return self.outputs.results(probs, (probs[:, 1] >= 0.5).astype(int))
-        return self.outputs.results(probs, np.argmax(probs, axis=1))
+            return self.outputs.columns(probs, (probs[:, 1] >= 0.5).astype(int))
+        return self.outputs.columns(probs, np.argmax(probs, axis=1))
