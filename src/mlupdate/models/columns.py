@@ -90,6 +90,8 @@ def given_column(value: Any, fd: FeatureDescription, n: int | None) -> Any:
         FeatureError: If the array is not numeric (strings for a string input), has no examples axis, or its
             examples do not have the declared shape.
     """
+    if value is None:
+        raise FeatureError(f"Missing input '{fd.name}' ({fd}). Pass it with the other inputs.")
     if fd.type == "dictionary":
         if isinstance(value, Scores):
             return value.dicts()
@@ -144,9 +146,7 @@ def given_columns(arrays: dict[str, Any], fds: Sequence[FeatureDescription]) -> 
     n: int | None = None
     out: Columns = {}
     for fd in fds:
-        if arrays.get(fd.name) is None:
-            raise FeatureError(f"Missing input '{fd.name}' ({fd}). Pass it in the arrays dictionary.")
-        out[fd.name] = given_column(arrays[fd.name], fd, n)
+        out[fd.name] = given_column(arrays.get(fd.name), fd, n)
         n = len(out[fd.name])
     return out, n or 0
 
@@ -212,6 +212,20 @@ def rows(cols: Columns, n: int) -> list[dict[str, Any]]:
     names = [name for name, _ in per_name]
     return [dict(zip(names, vals, strict=True)) for vals in zip(*(v for _, v in per_name), strict=True)] \
         if per_name else [{} for _ in range(n)]
+
+
+def on_columns(program: Any) -> bool:
+    """Whether a program computes on columns (``predict_columns``); a pipeline only when all its stages do."""
+    return hasattr(program, "predict_columns") and getattr(program, "columnar", True)
+
+
+def stack_values(values: list[Any]) -> Any:
+    """Per-example results of one output as one batch: arrays stacked, numbers and strings as an array."""
+    if values and all(isinstance(v, np.ndarray) for v in values) and len({v.shape for v in values}) == 1:
+        return np.stack(values)
+    if values and all(isinstance(v, (int, float, str, np.number)) for v in values):
+        return np.asarray(values, dtype=object if isinstance(values[0], str) else None)
+    return values
 
 
 def arrays_of(cols: Columns) -> dict[str, Any]:

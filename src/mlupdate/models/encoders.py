@@ -28,13 +28,12 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import FeatureError, SpecError
+from mlupdate.models.columns import ColumnProgram, Columns, output_column
 from mlupdate.models.values import (
-    array,
     dictionary,
     feature,
     inputs_of,
     integer,
-    number,
     only,
     output,
     outputs_of,
@@ -43,7 +42,7 @@ from mlupdate.models.values import (
 )
 
 
-class OneHotEncoderProgram:
+class OneHotEncoderProgram(ColumnProgram):
     """Runs a ``oneHotEncoder`` spec.
 
     Args:
@@ -67,26 +66,24 @@ class OneHotEncoderProgram:
         self.index = {v if want == "string" else int(v): i for i, v in reversed(list(enumerate(values)))}
         self.size = len(values)
         self.ignore_unknown = ohe.handleUnknown == 1
+        self.inputs = [self.input]
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Encode every example: ``{output: one-hot array or {position: 1.0}}``."""
-        read = string if self.input.type == "string" else integer
-        out = []
-        for ex in examples:
-            value = read(feature(ex, self.input), self.input)
-            pos = self.index.get(value)
-            if pos is None and not self.ignore_unknown:
-                raise FeatureError(f"Input '{self.input.name}' is {value!r}, which is not one of the encoder's "
-                                   f"{self.size} categories; pass a known category (or set handleUnknown to "
-                                   "IgnoreUnknown).")
-            if self.sparse:
-                out.append({self.output.name: {} if pos is None else {pos: 1.0}})
-                continue
-            dense = np.zeros(self.size)
-            if pos is not None:
-                dense[pos] = 1.0
-            out.append({self.output.name: output(dense, self.output)})
-        return out
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The encoded column: ``{output: one-hot arrays or {position: 1.0} dicts}``."""
+        values = cols[self.input.name].tolist()
+        index = self.index
+        pos = [index.get(v, -1) for v in values]
+        if not self.ignore_unknown and -1 in pos:
+            value = values[pos.index(-1)]
+            raise FeatureError(f"Input '{self.input.name}' is {value!r}, which is not one of the encoder's "
+                               f"{self.size} categories; pass a known category (or set handleUnknown to "
+                               "IgnoreUnknown).")
+        if self.sparse:
+            return {self.output.name: [{} if p < 0 else {p: 1.0} for p in pos]}
+        at = np.asarray(pos, dtype=np.int64)
+        dense = np.zeros((n, self.size + 1))  # one spare column takes the unknown categories (-1)
+        dense[np.arange(n), at] = 1.0
+        return {self.output.name: output_column(dense[:, :self.size], self.output)}
 
 
 class DictVectorizerProgram:
@@ -133,7 +130,7 @@ class DictVectorizerProgram:
         return out
 
 
-class FeatureVectorizerProgram:
+class FeatureVectorizerProgram(ColumnProgram):
     """Runs a ``featureVectorizer`` spec.
 
     Args:
@@ -165,30 +162,35 @@ class FeatureVectorizerProgram:
         if not self.columns:
             raise SpecError("The featureVectorizer lists no input columns; add inputList entries.")
         self.output = only(outputs_of(spec), "featureVectorizer", "output", ("multiArray",))
+        self.inputs = list({fd.name: fd for fd, _ in self.columns}.values())
 
-    def column(self, example: dict[str, Any], fd: Any, size: int) -> np.ndarray:
-        """One column's values."""
-        value = feature(example, fd)
-        if fd.type == "double":
-            return np.asarray([number(value, fd)])
-        if fd.type == "int64":
-            return np.asarray([float(integer(value, fd))])
-        if fd.type == "multiArray":
-            arr = array(value, fd).reshape(-1).astype(np.float64)
-            if arr.size != size:
-                raise FeatureError(f"Input '{fd.name}' has {arr.size} values; the featureVectorizer takes {size}.")
-            return arr
-        dense = np.zeros(size)
-        for key, v in dictionary(value, fd).items():
-            if not 0 <= key < size:
-                raise FeatureError(f"Input '{fd.name}' has key {key}, outside the featureVectorizer's 0..{size - 1}.")
-            dense[key] = v
-        return dense
+    @staticmethod
+    def block(col: Any, fd: Any, size: int, n: int) -> np.ndarray:
+        """One listed input's ``[N, size]`` values."""
+        if fd.type == "dictionary":
+            dense = np.zeros((n, size))
+            for i, given in enumerate(col):
+                for key, v in given.items():
+                    if not 0 <= key < size:
+                        raise FeatureError(f"Input '{fd.name}' has key {key}, outside the featureVectorizer's "
+                                           f"0..{size - 1}.")
+                    dense[i, key] = v
+            return dense
+        if isinstance(col, list):  # flexible arrays: each example on its own
+            col = [a.reshape(-1) for a in col]
+            if {a.size for a in col} != {size}:
+                bad = next(a.size for a in col if a.size != size)
+                raise FeatureError(f"Input '{fd.name}' has {bad} values; the featureVectorizer takes {size}.")
+            return np.stack(col).astype(np.float64)
+        arr = np.asarray(col, dtype=np.float64).reshape(n, -1)
+        if arr.shape[1] != size:
+            raise FeatureError(f"Input '{fd.name}' has {arr.shape[1]} values; the featureVectorizer takes {size}.")
+        return arr
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Concatenate every example's columns: ``{output: array}``."""
-        return [{self.output.name: output(np.concatenate([self.column(ex, fd, n) for fd, n in self.columns]),
-                                          self.output)} for ex in examples]
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The listed inputs concatenated: ``{output: arrays}``."""
+        blocks = [self.block(cols[fd.name], fd, size, n) for fd, size in self.columns]
+        return {self.output.name: output_column(np.concatenate(blocks, axis=1), self.output)}
 
 
 class CategoricalMappingProgram:
