@@ -22,7 +22,6 @@ marked *choice*):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,12 +29,9 @@ import numpy as np
 from mlupdate.errors import FeatureError, SpecError
 from mlupdate.models.columns import ColumnProgram, Columns, output_column
 from mlupdate.models.values import (
-    dictionary,
-    feature,
     inputs_of,
     integer,
     only,
-    output,
     outputs_of,
     string,
     within_limit,
@@ -86,7 +82,7 @@ class OneHotEncoderProgram(ColumnProgram):
         return {self.output.name: output_column(dense[:, :self.size], self.output)}
 
 
-class DictVectorizerProgram:
+class DictVectorizerProgram(ColumnProgram):
     """Runs a ``dictVectorizer`` spec.
 
     Args:
@@ -110,24 +106,24 @@ class DictVectorizerProgram:
         keys = getattr(dv, which).vector
         self.index = {k if want == "str" else int(k): i for i, k in reversed(list(enumerate(keys)))}
         self.size = len(keys)
+        self.inputs = [self.input]
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Vectorize every example: ``{output: array or {position: value}}``."""
-        out = []
-        for ex in examples:
-            given = dictionary(feature(ex, self.input), self.input)
-            unknown = [k for k in given if k not in self.index]
-            if unknown:
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The vectorized column: ``{output: arrays or {position: value} dicts}``."""
+        sparse = []
+        for given in cols[self.input.name]:
+            try:
+                sparse.append({self.index[k]: v for k, v in given.items()})
+            except KeyError:
+                unknown = [k for k in given if k not in self.index]
                 raise FeatureError(f"Input '{self.input.name}' has keys {unknown[:5]} that the dictVectorizer does "
-                                   f"not map; it knows {list(self.index)[:10]}. Drop the unknown keys.")
-            sparse = {self.index[k]: v for k, v in given.items()}
-            if self.output.type == "dictionary":
-                out.append({self.output.name: sparse})
-                continue
-            dense = np.zeros(self.size)
-            dense[list(sparse)] = list(sparse.values())
-            out.append({self.output.name: output(dense, self.output)})
-        return out
+                                   f"not map; it knows {list(self.index)[:10]}. Drop the unknown keys.") from None
+        if self.output.type == "dictionary":
+            return {self.output.name: sparse}
+        dense = np.zeros((n, self.size))
+        for i, entries in enumerate(sparse):
+            dense[i, list(entries)] = list(entries.values())
+        return {self.output.name: output_column(dense, self.output)}
 
 
 class FeatureVectorizerProgram(ColumnProgram):
@@ -193,7 +189,7 @@ class FeatureVectorizerProgram(ColumnProgram):
         return {self.output.name: output_column(np.concatenate(blocks, axis=1), self.output)}
 
 
-class CategoricalMappingProgram:
+class CategoricalMappingProgram(ColumnProgram):
     """Runs a ``categoricalMapping`` spec.
 
     Args:
@@ -227,6 +223,7 @@ class CategoricalMappingProgram:
             raise SpecError(f"The categoricalMapping produces {target} but its ValueOnUnknown is a {source}; set "
                             f"{'int64Value' if to_int else 'strValue'} instead.")
         self.default = getattr(cm, default) if default else None
+        self.inputs = [self.input]
 
     def convert(self, value: Any) -> Any:
         """One value through the map."""
@@ -238,15 +235,17 @@ class CategoricalMappingProgram:
                                "it has no ValueOnUnknown; pass a mapped value.")
         return self.default
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Map every example: ``{output: value}`` (a list for sequences)."""
-        out = []
-        for ex in examples:
-            value = feature(ex, self.input)
-            if self.input.type == "sequence":
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The mapped column: ``{output: values}`` (lists for sequences)."""
+        col = cols[self.input.name]
+        if self.input.type == "sequence":
+            for value in col:
                 if not isinstance(value, (list, tuple)):
                     raise FeatureError(f"Input '{self.input.name}' is a sequence; pass a list.")
-                out.append({self.output.name: [self.convert(v) for v in value]})
-            else:
-                out.append({self.output.name: self.convert(value)})
-        return out
+            return {self.output.name: [[self.convert(v) for v in value] for value in col]}
+        mapping, default = self.map, self.default
+        values = col.tolist()
+        out = [mapping.get(v, default) for v in values]
+        if default is None and None in out:
+            self.convert(values[out.index(None)])  # raises the error naming the unmapped value
+        return {self.output.name: np.asarray(out, dtype=object if self.source == "int64" else np.int64)}

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import FeatureError, SpecError
-from mlupdate.models.columns import ColumnProgram, Columns, output_column
+from mlupdate.models.columns import ColumnProgram, Columns, output_column, rows, to_columns
 from mlupdate.models.values import (
     array,
     dictionary,
@@ -100,7 +100,7 @@ class ScalerProgram(ColumnProgram):
         return {self.output.name: output_column(y, self.output)}
 
 
-class ImputerProgram:
+class ImputerProgram(ColumnProgram):
     """Runs an ``imputer`` spec.
 
     Args:
@@ -138,6 +138,7 @@ class ImputerProgram:
             raise SpecError(f"The imputer's {which} has {self.imputed.size} values but its input has shape "
                             f"{list(self.input.shape)}; give one value per element of a 1-D array.")
         self.replace = getattr(msg, replace) if replace else None
+        self.inputs = [self.input]
 
     def impute(self, value: Any) -> Any:
         """One present value with the replace value(s) imputed."""
@@ -154,7 +155,9 @@ class ImputerProgram:
         return x
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Impute every example: ``{output: value}``."""
+        """Impute every example: ``{output: value}`` (a whole batch of present values in one step)."""
+        if all(ex.get(self.input.name) is not None for ex in examples):
+            return rows(self.compute(to_columns(examples, self.inputs), len(examples)), len(examples))
         out = []
         for ex in examples:
             value = ex.get(self.input.name)
@@ -167,6 +170,20 @@ class ImputerProgram:
                 value = self.impute(value)
             out.append({self.output.name: output(value, self.output)})
         return out
+
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The imputed column of present values: ``{output: values}``."""
+        col = cols[self.input.name]
+        if self.input.type in ("double", "multiArray") and isinstance(col, np.ndarray):
+            x = col.astype(np.float64)
+            mask = np.isnan(x) if _is_nan(self.replace) else x == self.replace
+            imputed = np.broadcast_to(np.asarray(self.imputed, dtype=np.float64), x.shape)
+            return {self.output.name: output_column(np.where(mask, imputed, x), self.output)}
+        values = [self.impute(v) for v in (col.tolist() if isinstance(col, np.ndarray) else col)]
+        if self.input.type == "multiArray":
+            return {self.output.name: [output(v, self.output) for v in values]}
+        return {self.output.name: values if self.input.type == "dictionary" else np.asarray(
+            values, dtype=object if self.input.type == "string" else np.int64)}
 
 
 def _is_nan(value: Any) -> bool:

@@ -26,6 +26,7 @@ Semantics (Core ML's ``TreeEnsemble.proto`` and the checks of its tree builder,
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,8 @@ from mlupdate.models.values import regressor_output, vector_inputs, within_limit
 
 _LEAF = 6
 _COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
+_PY_COMPARE = (operator.le, operator.lt, operator.ge, operator.gt, operator.eq, operator.ne)
+_WALK = 8  # up to this many (row, tree) walks a batch walks in Python rather than in array steps
 
 
 class Ensemble:
@@ -111,7 +114,12 @@ class Ensemble:
             raise SpecError(f"The {kind} has {len(base)} basePredictionValue values but numPredictionDimensions is "
                             f"{self.dims}; give one per dimension (or none for zeros).")
         self.base = np.asarray(base or [0.0] * self.dims, dtype=np.float64)
-        self.modes = sorted(set(self.mode[~self.leaf].tolist()))
+        self.modes = sorted(set(self.mode[~self.leaf].tolist())) or [0]
+        self.next = self.children.T.reshape(-1)  # node n's true child at 2n, its false child at 2n + 1
+        self.leaf_list, self.feature_list = self.leaf.tolist(), self.feature.tolist()
+        self.threshold_list, self.mode_list = self.threshold.tolist(), self.mode.tolist()
+        self.missing_list, self.next_list, self.roots_list = (self.missing_true.tolist(), self.next.tolist(),
+                                                              self.roots.tolist())
 
     def _leaf_values(self, i: int, node: Any, where: str) -> None:
         if not node.evaluationInfo:
@@ -145,18 +153,38 @@ class Ensemble:
         if (self.feature >= x.shape[1]).any():
             raise FeatureError(f"The tree ensemble reads feature {int(self.feature.max())}, but the inputs gave "
                                f"{x.shape[1]} values. Pass inputs of the declared shapes.")
-        cur = np.tile(self.roots, (len(x), 1))
+        if len(x) * len(self.roots) <= _WALK:
+            return np.stack([self._walk(row) for row in x.tolist()])
+        rows, width = x.shape
+        flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+        offsets = (np.arange(rows) * width)[:, None]
+        nan = bool(np.isnan(flat).any())
+        cur = np.broadcast_to(self.roots, (rows, len(self.roots)))
         for _ in range(self.depth):
-            value = np.take_along_axis(x, self.feature[cur], axis=1)
-            threshold, mode = self.threshold[cur], self.mode[cur]
-            holds = np.zeros(cur.shape, dtype=bool)
-            for m in self.modes:
-                holds |= (mode == m) & _COMPARE[m](value, threshold)
-            holds = np.where(np.isnan(value), self.missing_true[cur], holds)
-            cur = np.where(holds, self.children[0, cur], self.children[1, cur])
-        out = np.tile(self.base, (len(x), 1))
-        for t in range(cur.shape[1]):
-            out += self.values[cur[:, t]]
+            value = flat[offsets + self.feature[cur]]
+            if len(self.modes) == 1:
+                holds = _COMPARE[self.modes[0]](value, self.threshold[cur])
+            else:
+                threshold, mode = self.threshold[cur], self.mode[cur]
+                holds = np.zeros(cur.shape, dtype=bool)
+                for m in self.modes:
+                    holds |= (mode == m) & _COMPARE[m](value, threshold)
+            if nan:
+                holds = np.where(np.isnan(value), self.missing_true[cur], holds)
+            cur = self.next[2 * cur + ~holds]
+        return self.base + self.values[cur].sum(axis=1)
+
+    def _walk(self, row: list[float]) -> np.ndarray:
+        """One row through every tree in Python (faster than array steps for a handful of walks)."""
+        out = self.base.copy()
+        leaf, feature, threshold, mode = self.leaf_list, self.feature_list, self.threshold_list, self.mode_list
+        missing, nxt = self.missing_list, self.next_list
+        for node in self.roots_list:
+            while not leaf[node]:
+                v = row[feature[node]]
+                holds = missing[node] if v != v else _PY_COMPARE[mode[node]](v, threshold[node])
+                node = nxt[2 * node + (not holds)]
+            out += self.values[node]
         return out
 
 
