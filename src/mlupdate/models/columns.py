@@ -9,8 +9,8 @@ Columns by feature type:
 
 * ``double``: ``[N]`` float64; ``int64``: ``[N]`` int64; ``string``: ``[N]`` object array of ``str``;
 * ``multiArray``: ``[N, *shape]`` of the declared data type (float64 when computing);
-* ``dictionary``: a list of ``N`` dicts, or a :class:`Scores` (a classifier's ``{label: probability}``,
-  kept as an ``[N, K]`` array until a dictionary is asked for).
+* ``dictionary``: a list of ``N`` dicts, or :class:`Keyed` rows (a classifier's ``{label: probability}``, a
+  sparse one-hot code), kept as an ``[N, K]`` array until a dictionary is asked for.
 """
 
 from __future__ import annotations
@@ -30,16 +30,23 @@ Columns = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class Scores:
-    """A ``{label: score}`` dictionary output for a batch: ``values[i, k]`` is example i's score of ``labels[k]``."""
+class Keyed:
+    """A dictionary feature for a batch: example i maps ``keys[k]`` to ``values[i, k]`` where ``present[i, k]``.
 
-    labels: Sequence[Any]
+    ``present`` None: every key is present (a classifier's ``{label: probability}``).
+    """
+
+    keys: Sequence[Any]
     values: np.ndarray
+    present: np.ndarray | None = None
 
     def dicts(self) -> list[dict[Any, float]]:
-        """One ``{label: score}`` dictionary per example."""
-        labels = list(self.labels)
-        return [dict(zip(labels, row, strict=True)) for row in self.values.tolist()]
+        """One dictionary per example."""
+        keys = list(self.keys)
+        if self.present is None:
+            return [dict(zip(keys, row, strict=True)) for row in self.values.tolist()]
+        return [{keys[k]: row[k] for k in np.flatnonzero(mask).tolist()}
+                for row, mask in zip(self.values.tolist(), self.present, strict=True)]
 
 
 _PLAIN = (int, float, np.integer, np.floating)
@@ -83,8 +90,13 @@ def column(examples: Sequence[dict[str, Any]], fd: FeatureDescription) -> Any:
     return values
 
 
+def dicts_of(col: Any) -> list[dict[Any, float]]:
+    """A dictionary column as one dict per example."""
+    return col.dicts() if isinstance(col, Keyed) else col
+
+
 def given_column(value: Any, fd: FeatureDescription, n: int | None) -> Any:
-    """The checked column of input ``fd`` given as one array (``Model.predict_arrays``).
+    """The checked column of input ``fd`` given as one array (``Model.predict_arrays``, a pipeline's stages).
 
     Raises:
         FeatureError: If the array is not numeric (strings for a string input), has no examples axis, or its
@@ -93,8 +105,8 @@ def given_column(value: Any, fd: FeatureDescription, n: int | None) -> Any:
     if value is None:
         raise FeatureError(f"Missing input '{fd.name}' ({fd}). Pass it with the other inputs.")
     if fd.type == "dictionary":
-        if isinstance(value, Scores):
-            return value.dicts()
+        if isinstance(value, Keyed):
+            return value
         if not isinstance(value, (list, tuple)):
             raise FeatureError(f"Input '{fd.name}' is a dictionary; pass a list of dicts, one per example.")
         return [dictionary(v, fd) for v in value]
@@ -108,9 +120,12 @@ def given_column(value: Any, fd: FeatureDescription, n: int | None) -> Any:
     if fd.type in ("double", "int64"):
         if arr.ndim != 1 and not (arr.ndim == 2 and arr.shape[1] == 1):
             raise _flat(fd)
-        if arr.dtype.kind in "biuf":
-            return _numbers(arr.reshape(-1).tolist(), fd) if fd.type == "int64" else arr.reshape(-1).astype(np.float64)
-        return _numbers(list(arr.reshape(-1)), fd)
+        flat_arr = arr.reshape(-1)
+        if arr.dtype.kind in "biu":
+            return flat_arr.astype(np.int64 if fd.type == "int64" else np.float64)
+        if arr.dtype.kind == "f" and (fd.type == "double" or np.array_equal(flat_arr, np.trunc(flat_arr))):
+            return flat_arr.astype(np.int64 if fd.type == "int64" else np.float64)
+        return _numbers(flat_arr.tolist(), fd)
     if fd.type != "multiArray":
         raise FeatureError(f"Input '{fd.name}' is a {fd.type}; predict_arrays takes numeric, string and dictionary "
                            "inputs. Use predict_batch with one dictionary per example.")
@@ -199,7 +214,7 @@ def rows(cols: Columns, n: int) -> list[dict[str, Any]]:
     """One feature dictionary per example from output columns (numbers as Python numbers, arrays as arrays)."""
     per_name = []
     for name, col in cols.items():
-        if isinstance(col, Scores):
+        if isinstance(col, Keyed):
             values: list[Any] = col.dicts()
         elif isinstance(col, np.ndarray):
             values = list(col) if col.ndim > 1 else col.tolist()
@@ -229,8 +244,9 @@ def stack_values(values: list[Any]) -> Any:
 
 
 def arrays_of(cols: Columns) -> dict[str, Any]:
-    """Output columns as ``Model.predict_arrays`` returns them (a :class:`Scores` as its ``[N, K]`` array)."""
-    return {name: col.values if isinstance(col, Scores) else col for name, col in cols.items()}
+    """Output columns as ``Model.predict_arrays`` returns them (scores as their ``[N, K]`` array)."""
+    return {name: (col.values if col.present is None else col.dicts()) if isinstance(col, Keyed) else col
+            for name, col in cols.items()}
 
 
 class ClassifierOutputs:
@@ -270,7 +286,7 @@ class ClassifierOutputs:
         cols: Columns = {self.label_name: self._labels[winners]}
         if self.probs_fd is not None and probs is not None:
             cols[self.probs_fd.name] = (output_column(probs, self.probs_fd) if self.probs_fd.type == "multiArray"
-                                        else Scores(self.labels, probs))
+                                        else Keyed(self.labels, probs))
         return cols
 
 

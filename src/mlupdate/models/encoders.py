@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import FeatureError, SpecError
-from mlupdate.models.columns import ColumnProgram, Columns, output_column
+from mlupdate.models.columns import ColumnProgram, Columns, Keyed, dicts_of, output_column
 from mlupdate.models.values import (
     inputs_of,
     integer,
@@ -63,22 +63,31 @@ class OneHotEncoderProgram(ColumnProgram):
         self.size = len(values)
         self.ignore_unknown = ohe.handleUnknown == 1
         self.inputs = [self.input]
+        if want == "int64":
+            self.sorted_keys = np.asarray(sorted(self.index), dtype=np.int64)
+            self.sorted_pos = np.asarray([self.index[k] for k in self.sorted_keys.tolist()], dtype=np.int64)
 
     def compute(self, cols: Columns, n: int) -> Columns:
         """The encoded column: ``{output: one-hot arrays or {position: 1.0} dicts}``."""
-        values = cols[self.input.name].tolist()
-        index = self.index
-        pos = [index.get(v, -1) for v in values]
-        if not self.ignore_unknown and -1 in pos:
-            value = values[pos.index(-1)]
+        col = cols[self.input.name]
+        if self.input.type == "int64" and not self.size:
+            pos = np.full(n, -1)
+        elif self.input.type == "int64":  # a sorted lookup of the whole column
+            at = np.searchsorted(self.sorted_keys, col)
+            at = np.minimum(at, len(self.sorted_keys) - 1)
+            pos = np.where(self.sorted_keys[at] == col, self.sorted_pos[at], -1)
+        else:
+            index = self.index
+            pos = np.fromiter((index.get(v, -1) for v in col.tolist()), dtype=np.int64, count=n)
+        if not self.ignore_unknown and (pos < 0).any():
+            value = col[int(np.argmax(pos < 0))]
             raise FeatureError(f"Input '{self.input.name}' is {value!r}, which is not one of the encoder's "
                                f"{self.size} categories; pass a known category (or set handleUnknown to "
                                "IgnoreUnknown).")
-        if self.sparse:
-            return {self.output.name: [{} if p < 0 else {p: 1.0} for p in pos]}
-        at = np.asarray(pos, dtype=np.int64)
         dense = np.zeros((n, self.size + 1))  # one spare column takes the unknown categories (-1)
-        dense[np.arange(n), at] = 1.0
+        dense[np.arange(n), pos] = 1.0
+        if self.sparse:
+            return {self.output.name: Keyed(range(self.size), dense[:, :self.size], dense[:, :self.size] > 0)}
         return {self.output.name: output_column(dense[:, :self.size], self.output)}
 
 
@@ -111,7 +120,7 @@ class DictVectorizerProgram(ColumnProgram):
     def compute(self, cols: Columns, n: int) -> Columns:
         """The vectorized column: ``{output: arrays or {position: value} dicts}``."""
         sparse = []
-        for given in cols[self.input.name]:
+        for given in dicts_of(cols[self.input.name]):
             try:
                 sparse.append({self.index[k]: v for k, v in given.items()})
             except KeyError:
@@ -163,9 +172,19 @@ class FeatureVectorizerProgram(ColumnProgram):
     @staticmethod
     def block(col: Any, fd: Any, size: int, n: int) -> np.ndarray:
         """One listed input's ``[N, size]`` values."""
+        if isinstance(col, Keyed) and all(isinstance(k, int) for k in col.keys):
+            keys = np.asarray(list(col.keys), dtype=np.int64)
+            used = col.present.any(axis=0) if col.present is not None else np.ones(len(keys), dtype=bool)
+            if ((keys[used] < 0) | (keys[used] >= size)).any():
+                bad = int(keys[used][(keys[used] < 0) | (keys[used] >= size)][0])
+                raise FeatureError(f"Input '{fd.name}' has key {bad}, outside the featureVectorizer's 0..{size - 1}.")
+            dense = np.zeros((n, size))
+            values = col.values if col.present is None else np.where(col.present, col.values, 0.0)
+            dense[:, keys[used]] = values[:, used]
+            return dense
         if fd.type == "dictionary":
             dense = np.zeros((n, size))
-            for i, given in enumerate(col):
+            for i, given in enumerate(dicts_of(col)):
                 for key, v in given.items():
                     if not 0 <= key < size:
                         raise FeatureError(f"Input '{fd.name}' has key {key}, outside the featureVectorizer's "

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import FeatureError, SpecError
-from mlupdate.models.columns import ColumnProgram, Columns, output_column, rows, to_columns
+from mlupdate.models.columns import ColumnProgram, Columns, dicts_of, output_column, rows, to_columns
 from mlupdate.models.values import (
     array,
     dictionary,
@@ -179,7 +179,7 @@ class ImputerProgram(ColumnProgram):
             mask = np.isnan(x) if _is_nan(self.replace) else x == self.replace
             imputed = np.broadcast_to(np.asarray(self.imputed, dtype=np.float64), x.shape)
             return {self.output.name: output_column(np.where(mask, imputed, x), self.output)}
-        values = [self.impute(v) for v in (col.tolist() if isinstance(col, np.ndarray) else col)]
+        values = [self.impute(v) for v in (col.tolist() if isinstance(col, np.ndarray) else dicts_of(col))]
         if self.input.type == "multiArray":
             return {self.output.name: [output(v, self.output) for v in values]}
         return {self.output.name: values if self.input.type == "dictionary" else np.asarray(

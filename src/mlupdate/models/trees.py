@@ -39,6 +39,7 @@ from mlupdate.models.values import regressor_output, vector_inputs, within_limit
 _LEAF = 6
 _COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
 _PY_COMPARE = (operator.le, operator.lt, operator.ge, operator.gt, operator.eq, operator.ne)
+_CHUNK = 1 << 16  # (row, tree) walks per array pass
 _WALK = 8  # up to this many (row, tree) walks a batch walks in Python rather than in array steps
 
 
@@ -155,10 +156,16 @@ class Ensemble:
                                f"{x.shape[1]} values. Pass inputs of the declared shapes.")
         if len(x) * len(self.roots) <= _WALK:
             return np.stack([self._walk(row) for row in x.tolist()])
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        nan = bool(np.isnan(x).any())
+        step = max(1, _CHUNK // len(self.roots))  # rows per pass, so a pass's node arrays stay in cache
+        return np.concatenate([self._steps(x[i:i + step], nan) for i in range(0, len(x), step)])
+
+    def _steps(self, x: np.ndarray, nan: bool) -> np.ndarray:
+        """Every tree walked for the rows of ``x`` in array steps, one level at a time."""
         rows, width = x.shape
-        flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
-        offsets = (np.arange(rows) * width)[:, None]
-        nan = bool(np.isnan(flat).any())
+        flat = x.reshape(-1)
+        offsets = (np.arange(rows, dtype=np.int64) * width)[:, None]
         cur = np.broadcast_to(self.roots, (rows, len(self.roots)))
         for _ in range(self.depth):
             value = flat[offsets + self.feature[cur]]
@@ -172,6 +179,8 @@ class Ensemble:
             if nan:
                 holds = np.where(np.isnan(value), self.missing_true[cur], holds)
             cur = self.next[2 * cur + ~holds]
+        if self.dims == 1:
+            return self.base + self.values[:, 0][cur].sum(axis=1, keepdims=True)
         return self.base + self.values[cur].sum(axis=1)
 
     def _walk(self, row: list[float]) -> np.ndarray:
