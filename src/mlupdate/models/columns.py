@@ -140,7 +140,7 @@ def given_column(value: Any, fd: FeatureDescription, n: int | None) -> Any:
         arr = arr.reshape(len(arr), *fd.shape)
     elif not fd.shape or fd.flexible:
         return [array(a, fd).astype(np.float64) for a in arr]
-    return arr.astype(fd.dtype or "float64").astype(np.float64, copy=False)
+    return arr.astype(fd.dtype or "float64", copy=False).astype(np.float64, copy=False)
 
 
 def _flat(fd: FeatureDescription) -> FeatureError:

@@ -22,11 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, ndtr, softmax
+from scipy.special import ndtr, softmax
 
 from mlupdate.errors import SpecError
 from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
-from mlupdate.models.values import class_labels, regressor_output, vector_inputs
+from mlupdate.models.values import class_labels, logistic, regressor_output, vector_inputs
 
 
 def _weights(msg: Any, kind: str, width: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +60,7 @@ class GLMRegressorProgram(ColumnProgram):
         glm = spec.glmRegressor
         self.inputs, self.width = vector_inputs(spec, "glmRegressor")
         self.weights, self.offset = _weights(glm, "glmRegressor", self.width)
-        transforms = {0: None, 1: expit, 2: ndtr}
+        transforms = {0: None, 1: logistic, 2: ndtr}
         if glm.postEvaluationTransform not in transforms:
             raise SpecError(f"The glmRegressor's postEvaluationTransform is {glm.postEvaluationTransform}; use "
                             "NoTransform, Logit or Probit.")
@@ -106,7 +106,7 @@ class GLMClassifierProgram(ColumnProgram):
                             f"but it has {rows}. Fix the weights or the class labels.")
         if glm.postEvaluationTransform == 1 and k > 2:
             raise SpecError(f"The {kind} uses Probit with {k} classes; Core ML allows Probit only for two classes.")
-        self.link = expit if glm.postEvaluationTransform == 0 else ndtr
+        self.link = logistic if glm.postEvaluationTransform == 0 else ndtr
 
     def probabilities(self, z: np.ndarray) -> np.ndarray:
         """``[B, K]`` class probabilities from the ``[B, rows]`` linear scores."""
@@ -116,6 +116,9 @@ class GLMClassifierProgram(ColumnProgram):
         if self.one_vs_rest:
             s = self.link(z)
             total = s.sum(axis=1, keepdims=True)
+            if (total > 0).all():
+                s /= total
+                return s
             return np.divide(s, total, out=np.full_like(s, 1.0 / s.shape[1]), where=total > 0)
         return softmax(np.concatenate([np.zeros((len(z), 1)), z], axis=1), axis=1)
 

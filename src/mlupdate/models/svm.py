@@ -25,11 +25,10 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import cdist
-from scipy.special import expit
 
 from mlupdate.errors import FeatureError, SpecError
 from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
-from mlupdate.models.values import class_labels, regressor_output, vector_inputs, within_limit
+from mlupdate.models.values import class_labels, logistic, regressor_output, vector_inputs, within_limit
 
 
 class _Kernel:
@@ -164,7 +163,7 @@ class SupportVectorClassifierProgram(ColumnProgram):
 
     def probabilities(self, dec: np.ndarray) -> np.ndarray:
         """``[B, K]`` class probabilities (Platt scaling, then libsvm's pairwise coupling)."""
-        r01 = np.clip(expit(-(dec * self.prob_a + self.prob_b)), 1e-7, 1 - 1e-7)
+        r01 = np.clip(logistic(-(dec * self.prob_a + self.prob_b)), 1e-7, 1 - 1e-7)
         k = len(self.outputs.labels)
         if k == 2:
             return np.concatenate([r01, 1.0 - r01], axis=1)

@@ -30,11 +30,11 @@ import operator
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import softmax
 
 from mlupdate.errors import FeatureError, SpecError, UnsupportedModelError
 from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
-from mlupdate.models.values import regressor_output, vector_inputs, within_limit
+from mlupdate.models.values import logistic, regressor_output, vector_inputs, within_limit
 
 _LEAF = 6
 _COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
@@ -201,7 +201,7 @@ def _transform(scores: np.ndarray, which: int) -> np.ndarray:
     if which == 1:
         return softmax(scores, axis=1)
     if which == 2:
-        return expit(scores)
+        return logistic(scores)
     if which == 3:
         return softmax(np.concatenate([np.zeros((len(scores), 1)), scores], axis=1), axis=1)[:, 1:]
     return scores

@@ -44,6 +44,18 @@ def within_limit(count: int, what: str) -> None:
                         f"{MAX_ARRAY_ELEMENTS_ENV} to allow more); check the model's counts and sizes.")
 
 
+def logistic(z: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-z))`` elementwise, as a new float64 array (several times faster than scipy's expit here).
+
+    A large negative ``z`` overflows ``exp`` to infinity, which gives the limit 0.
+    """
+    out = np.negative(z, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
+
+
 def inputs_of(spec: Any) -> list[FeatureDescription]:
     """The model's declared inputs."""
     return [FeatureDescription.from_proto(f) for f in spec.description.input]
