@@ -139,6 +139,21 @@ def test_branch_modes_missing_values_and_multi_dimension_leaves(tmp_path):
     np.testing.assert_allclose(got, [_walk(table, r, 6, base) for r in x], rtol=1e-12, atol=1e-12)
 
 
+def test_one_row_walk_and_column_arrays_agree_with_the_reference(tmp_path):
+    """A row at a time takes the Python walk, a batch the array steps, predict_arrays the columns: same trees."""
+    rng = np.random.default_rng(7)
+    builder = tree_model("regressor", 4, dims=3)
+    table = _random_trees(builder, 4, 3, rng)
+    assert sum(node[0] == "branch" for node in table.values()) > 10
+    builder.set_default_prediction_value([0.25, 0.0, -1.5])
+    model = write(builder.spec, tmp_path / "m.mlmodel")
+    x = _inputs(rng, 60)
+    want = [_walk(table, r, 4, [0.25, 0.0, -1.5]) for r in x]
+    one_by_one = np.stack([model.predict({"x": r})["y"] for r in x])
+    np.testing.assert_allclose(one_by_one, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(model.predict_arrays({"x": x})["y"], want, rtol=1e-12, atol=1e-12)
+
+
 def test_classifier_transforms(tmp_path):
     rng = np.random.default_rng(8)
     x = _inputs(rng, 200)

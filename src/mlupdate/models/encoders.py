@@ -22,28 +22,23 @@ marked *choice*):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from mlupdate.errors import FeatureError, SpecError
+from mlupdate.models.columns import ColumnProgram, Columns, Keyed, dicts_of, output_column
 from mlupdate.models.values import (
-    array,
-    dictionary,
-    feature,
     inputs_of,
     integer,
-    number,
     only,
-    output,
     outputs_of,
     string,
     within_limit,
 )
 
 
-class OneHotEncoderProgram:
+class OneHotEncoderProgram(ColumnProgram):
     """Runs a ``oneHotEncoder`` spec.
 
     Args:
@@ -67,29 +62,36 @@ class OneHotEncoderProgram:
         self.index = {v if want == "string" else int(v): i for i, v in reversed(list(enumerate(values)))}
         self.size = len(values)
         self.ignore_unknown = ohe.handleUnknown == 1
+        self.inputs = [self.input]
+        if want == "int64":
+            self.sorted_keys = np.asarray(sorted(self.index), dtype=np.int64)
+            self.sorted_pos = np.asarray([self.index[k] for k in self.sorted_keys.tolist()], dtype=np.int64)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Encode every example: ``{output: one-hot array or {position: 1.0}}``."""
-        read = string if self.input.type == "string" else integer
-        out = []
-        for ex in examples:
-            value = read(feature(ex, self.input), self.input)
-            pos = self.index.get(value)
-            if pos is None and not self.ignore_unknown:
-                raise FeatureError(f"Input '{self.input.name}' is {value!r}, which is not one of the encoder's "
-                                   f"{self.size} categories; pass a known category (or set handleUnknown to "
-                                   "IgnoreUnknown).")
-            if self.sparse:
-                out.append({self.output.name: {} if pos is None else {pos: 1.0}})
-                continue
-            dense = np.zeros(self.size)
-            if pos is not None:
-                dense[pos] = 1.0
-            out.append({self.output.name: output(dense, self.output)})
-        return out
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The encoded column: ``{output: one-hot arrays or {position: 1.0} dicts}``."""
+        col = cols[self.input.name]
+        if self.input.type == "int64" and not self.size:
+            pos = np.full(n, -1)
+        elif self.input.type == "int64":  # a sorted lookup of the whole column
+            at = np.searchsorted(self.sorted_keys, col)
+            at = np.minimum(at, len(self.sorted_keys) - 1)
+            pos = np.where(self.sorted_keys[at] == col, self.sorted_pos[at], -1)
+        else:
+            index = self.index
+            pos = np.fromiter((index.get(v, -1) for v in col.tolist()), dtype=np.int64, count=n)
+        if not self.ignore_unknown and (pos < 0).any():
+            value = col[int(np.argmax(pos < 0))]
+            raise FeatureError(f"Input '{self.input.name}' is {value!r}, which is not one of the encoder's "
+                               f"{self.size} categories; pass a known category (or set handleUnknown to "
+                               "IgnoreUnknown).")
+        dense = np.zeros((n, self.size + 1))  # one spare column takes the unknown categories (-1)
+        dense[np.arange(n), pos] = 1.0
+        if self.sparse:
+            return {self.output.name: Keyed(range(self.size), dense[:, :self.size], dense[:, :self.size] > 0)}
+        return {self.output.name: output_column(dense[:, :self.size], self.output)}
 
 
-class DictVectorizerProgram:
+class DictVectorizerProgram(ColumnProgram):
     """Runs a ``dictVectorizer`` spec.
 
     Args:
@@ -113,27 +115,27 @@ class DictVectorizerProgram:
         keys = getattr(dv, which).vector
         self.index = {k if want == "str" else int(k): i for i, k in reversed(list(enumerate(keys)))}
         self.size = len(keys)
+        self.inputs = [self.input]
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Vectorize every example: ``{output: array or {position: value}}``."""
-        out = []
-        for ex in examples:
-            given = dictionary(feature(ex, self.input), self.input)
-            unknown = [k for k in given if k not in self.index]
-            if unknown:
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The vectorized column: ``{output: arrays or {position: value} dicts}``."""
+        sparse = []
+        for given in dicts_of(cols[self.input.name]):
+            try:
+                sparse.append({self.index[k]: v for k, v in given.items()})
+            except KeyError:
+                unknown = [k for k in given if k not in self.index]
                 raise FeatureError(f"Input '{self.input.name}' has keys {unknown[:5]} that the dictVectorizer does "
-                                   f"not map; it knows {list(self.index)[:10]}. Drop the unknown keys.")
-            sparse = {self.index[k]: v for k, v in given.items()}
-            if self.output.type == "dictionary":
-                out.append({self.output.name: sparse})
-                continue
-            dense = np.zeros(self.size)
-            dense[list(sparse)] = list(sparse.values())
-            out.append({self.output.name: output(dense, self.output)})
-        return out
+                                   f"not map; it knows {list(self.index)[:10]}. Drop the unknown keys.") from None
+        if self.output.type == "dictionary":
+            return {self.output.name: sparse}
+        dense = np.zeros((n, self.size))
+        for i, entries in enumerate(sparse):
+            dense[i, list(entries)] = list(entries.values())
+        return {self.output.name: output_column(dense, self.output)}
 
 
-class FeatureVectorizerProgram:
+class FeatureVectorizerProgram(ColumnProgram):
     """Runs a ``featureVectorizer`` spec.
 
     Args:
@@ -165,33 +167,48 @@ class FeatureVectorizerProgram:
         if not self.columns:
             raise SpecError("The featureVectorizer lists no input columns; add inputList entries.")
         self.output = only(outputs_of(spec), "featureVectorizer", "output", ("multiArray",))
+        self.inputs = list({fd.name: fd for fd, _ in self.columns}.values())
 
-    def column(self, example: dict[str, Any], fd: Any, size: int) -> np.ndarray:
-        """One column's values."""
-        value = feature(example, fd)
-        if fd.type == "double":
-            return np.asarray([number(value, fd)])
-        if fd.type == "int64":
-            return np.asarray([float(integer(value, fd))])
-        if fd.type == "multiArray":
-            arr = array(value, fd).reshape(-1).astype(np.float64)
-            if arr.size != size:
-                raise FeatureError(f"Input '{fd.name}' has {arr.size} values; the featureVectorizer takes {size}.")
-            return arr
-        dense = np.zeros(size)
-        for key, v in dictionary(value, fd).items():
-            if not 0 <= key < size:
-                raise FeatureError(f"Input '{fd.name}' has key {key}, outside the featureVectorizer's 0..{size - 1}.")
-            dense[key] = v
-        return dense
+    @staticmethod
+    def block(col: Any, fd: Any, size: int, n: int) -> np.ndarray:
+        """One listed input's ``[N, size]`` values."""
+        if isinstance(col, Keyed) and all(isinstance(k, int) for k in col.keys):
+            keys = np.asarray(list(col.keys), dtype=np.int64)
+            used = col.present.any(axis=0) if col.present is not None else np.ones(len(keys), dtype=bool)
+            if ((keys[used] < 0) | (keys[used] >= size)).any():
+                bad = int(keys[used][(keys[used] < 0) | (keys[used] >= size)][0])
+                raise FeatureError(f"Input '{fd.name}' has key {bad}, outside the featureVectorizer's 0..{size - 1}.")
+            dense = np.zeros((n, size))
+            values = col.values if col.present is None else np.where(col.present, col.values, 0.0)
+            dense[:, keys[used]] = values[:, used]
+            return dense
+        if fd.type == "dictionary":
+            dense = np.zeros((n, size))
+            for i, given in enumerate(dicts_of(col)):
+                for key, v in given.items():
+                    if not 0 <= key < size:
+                        raise FeatureError(f"Input '{fd.name}' has key {key}, outside the featureVectorizer's "
+                                           f"0..{size - 1}.")
+                    dense[i, key] = v
+            return dense
+        if isinstance(col, list):  # flexible arrays: each example on its own
+            col = [a.reshape(-1) for a in col]
+            if {a.size for a in col} != {size}:
+                bad = next(a.size for a in col if a.size != size)
+                raise FeatureError(f"Input '{fd.name}' has {bad} values; the featureVectorizer takes {size}.")
+            return np.stack(col).astype(np.float64)
+        arr = np.asarray(col, dtype=np.float64).reshape(n, -1)
+        if arr.shape[1] != size:
+            raise FeatureError(f"Input '{fd.name}' has {arr.shape[1]} values; the featureVectorizer takes {size}.")
+        return arr
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Concatenate every example's columns: ``{output: array}``."""
-        return [{self.output.name: output(np.concatenate([self.column(ex, fd, n) for fd, n in self.columns]),
-                                          self.output)} for ex in examples]
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The listed inputs concatenated: ``{output: arrays}``."""
+        blocks = [self.block(cols[fd.name], fd, size, n) for fd, size in self.columns]
+        return {self.output.name: output_column(np.concatenate(blocks, axis=1), self.output)}
 
 
-class CategoricalMappingProgram:
+class CategoricalMappingProgram(ColumnProgram):
     """Runs a ``categoricalMapping`` spec.
 
     Args:
@@ -225,6 +242,7 @@ class CategoricalMappingProgram:
             raise SpecError(f"The categoricalMapping produces {target} but its ValueOnUnknown is a {source}; set "
                             f"{'int64Value' if to_int else 'strValue'} instead.")
         self.default = getattr(cm, default) if default else None
+        self.inputs = [self.input]
 
     def convert(self, value: Any) -> Any:
         """One value through the map."""
@@ -236,15 +254,17 @@ class CategoricalMappingProgram:
                                "it has no ValueOnUnknown; pass a mapped value.")
         return self.default
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Map every example: ``{output: value}`` (a list for sequences)."""
-        out = []
-        for ex in examples:
-            value = feature(ex, self.input)
-            if self.input.type == "sequence":
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The mapped column: ``{output: values}`` (lists for sequences)."""
+        col = cols[self.input.name]
+        if self.input.type == "sequence":
+            for value in col:
                 if not isinstance(value, (list, tuple)):
                     raise FeatureError(f"Input '{self.input.name}' is a sequence; pass a list.")
-                out.append({self.output.name: [self.convert(v) for v in value]})
-            else:
-                out.append({self.output.name: self.convert(value)})
-        return out
+            return {self.output.name: [[self.convert(v) for v in value] for value in col]}
+        mapping, default = self.map, self.default
+        values = col.tolist()
+        out = [mapping.get(v, default) for v in values]
+        if default is None and None in out:
+            self.convert(values[out.index(None)])  # raises the error naming the unmapped value
+        return {self.output.name: np.asarray(out, dtype=object if self.source == "int64" else np.int64)}

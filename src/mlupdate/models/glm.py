@@ -19,14 +19,14 @@ documents nothing, mlupdate's choice, marked *choice*):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, ndtr, softmax
+from scipy.special import ndtr, softmax
 
 from mlupdate.errors import SpecError
-from mlupdate.models.values import ClassifierOutputs, class_labels, output, regressor_output, vector_inputs, vectorize
+from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
+from mlupdate.models.values import class_labels, logistic, regressor_output, vector_inputs
 
 
 def _weights(msg: Any, kind: str, width: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def _weights(msg: Any, kind: str, width: int | None) -> tuple[np.ndarray, np.nda
     return weights, np.asarray(msg.offset, dtype=np.float64)
 
 
-class GLMRegressorProgram:
+class GLMRegressorProgram(ColumnProgram):
     """Predicts with a ``glmRegressor`` spec.
 
     Args:
@@ -60,22 +60,22 @@ class GLMRegressorProgram:
         glm = spec.glmRegressor
         self.inputs, self.width = vector_inputs(spec, "glmRegressor")
         self.weights, self.offset = _weights(glm, "glmRegressor", self.width)
-        transforms = {0: None, 1: expit, 2: ndtr}
+        transforms = {0: None, 1: logistic, 2: ndtr}
         if glm.postEvaluationTransform not in transforms:
             raise SpecError(f"The glmRegressor's postEvaluationTransform is {glm.postEvaluationTransform}; use "
                             "NoTransform, Logit or Probit.")
         self.transform = transforms[glm.postEvaluationTransform]
         self.output = regressor_output(spec, "glmRegressor", len(self.weights))
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{output: value}``."""
-        z = vectorize(examples, self.inputs, self.width) @ self.weights.T + self.offset
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The prediction column: ``{output: values}``."""
+        z = flat(cols, self.inputs, self.width) @ self.weights.T + self.offset
         if self.transform is not None:
             z = self.transform(z)
-        return [{self.output.name: output(row, self.output)} for row in z]
+        return {self.output.name: output_column(z, self.output)}
 
 
-class GLMClassifierProgram:
+class GLMClassifierProgram(ColumnProgram):
     """Predicts with a ``glmClassifier`` spec.
 
     Args:
@@ -106,7 +106,7 @@ class GLMClassifierProgram:
                             f"but it has {rows}. Fix the weights or the class labels.")
         if glm.postEvaluationTransform == 1 and k > 2:
             raise SpecError(f"The {kind} uses Probit with {k} classes; Core ML allows Probit only for two classes.")
-        self.link = expit if glm.postEvaluationTransform == 0 else ndtr
+        self.link = logistic if glm.postEvaluationTransform == 0 else ndtr
 
     def probabilities(self, z: np.ndarray) -> np.ndarray:
         """``[B, K]`` class probabilities from the ``[B, rows]`` linear scores."""
@@ -116,11 +116,13 @@ class GLMClassifierProgram:
         if self.one_vs_rest:
             s = self.link(z)
             total = s.sum(axis=1, keepdims=True)
+            if (total > 0).all():
+                s /= total
+                return s
             return np.divide(s, total, out=np.full_like(s, 1.0 / s.shape[1]), where=total > 0)
         return softmax(np.concatenate([np.zeros((len(z), 1)), z], axis=1), axis=1)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{label_name: label, probs_name: {label: probability}}``."""
-        z = vectorize(examples, self.inputs, self.width) @ self.weights.T + self.offset
-        probs = self.probabilities(z)
-        return self.outputs.results(probs, np.argmax(probs, axis=1))
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The label and probability columns."""
+        probs = self.probabilities(flat(cols, self.inputs, self.width) @ self.weights.T + self.offset)
+        return self.outputs.columns(probs, np.argmax(probs, axis=1))

@@ -21,23 +21,14 @@ to it unchanged), so mlupdate computes what libsvm's ``svm_predict`` / ``svm_pre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import cdist
-from scipy.special import expit
 
 from mlupdate.errors import FeatureError, SpecError
-from mlupdate.models.values import (
-    ClassifierOutputs,
-    class_labels,
-    output,
-    regressor_output,
-    vector_inputs,
-    vectorize,
-    within_limit,
-)
+from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
+from mlupdate.models.values import class_labels, logistic, regressor_output, vector_inputs, within_limit
 
 
 class _Kernel:
@@ -94,7 +85,7 @@ class _Kernel:
         return dot
 
 
-class SupportVectorRegressorProgram:
+class SupportVectorRegressorProgram(ColumnProgram):
     """Predicts with a ``supportVectorRegressor`` spec.
 
     Args:
@@ -115,13 +106,13 @@ class SupportVectorRegressorProgram:
         self.rho = float(svr.rho)
         self.output = regressor_output(spec, "supportVectorRegressor", 1)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{output: value}``."""
-        y = self.kernel(vectorize(examples, self.inputs, self.width)) @ self.alpha - self.rho
-        return [{self.output.name: output(v, self.output)} for v in y]
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The prediction column: ``{output: values}``."""
+        y = self.kernel(flat(cols, self.inputs, self.width)) @ self.alpha - self.rho
+        return {self.output.name: output_column(y.reshape(n, -1), self.output)}
 
 
-class SupportVectorClassifierProgram:
+class SupportVectorClassifierProgram(ColumnProgram):
     """Predicts with a ``supportVectorClassifier`` spec.
 
     Args:
@@ -172,7 +163,7 @@ class SupportVectorClassifierProgram:
 
     def probabilities(self, dec: np.ndarray) -> np.ndarray:
         """``[B, K]`` class probabilities (Platt scaling, then libsvm's pairwise coupling)."""
-        r01 = np.clip(expit(-(dec * self.prob_a + self.prob_b)), 1e-7, 1 - 1e-7)
+        r01 = np.clip(logistic(-(dec * self.prob_a + self.prob_b)), 1e-7, 1 - 1e-7)
         k = len(self.outputs.labels)
         if k == 2:
             return np.concatenate([r01, 1.0 - r01], axis=1)
@@ -181,17 +172,17 @@ class SupportVectorClassifierProgram:
             r[:, i, j], r[:, j, i] = r01[:, p], 1.0 - r01[:, p]
         return couple(r)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{label_name: label}`` and, with probA/probB, ``{probs_name: {...}}``."""
-        dec = self.decisions(vectorize(examples, self.inputs, self.width))
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The label column and, with probA/probB, the probability column."""
+        dec = self.decisions(flat(cols, self.inputs, self.width))
         if self.prob_a.size:
             probs = self.probabilities(dec)
-            return self.outputs.results(probs, np.argmax(probs, axis=1))
+            return self.outputs.columns(probs, np.argmax(probs, axis=1))
         votes = np.zeros((len(dec), len(self.outputs.labels)), dtype=np.int64)
         for p, (i, j) in enumerate(self.pairs):
             votes[:, i] += dec[:, p] > 0
             votes[:, j] += dec[:, p] <= 0
-        return self.outputs.results(None, np.argmax(votes, axis=1))
+        return self.outputs.columns(None, np.argmax(votes, axis=1))
 
 
 def couple(r: np.ndarray) -> np.ndarray:

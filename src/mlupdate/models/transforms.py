@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import FeatureError, SpecError
+from mlupdate.models.columns import ColumnProgram, Columns, dicts_of, output_column, rows, to_columns
 from mlupdate.models.values import (
     array,
     dictionary,
@@ -38,7 +39,6 @@ from mlupdate.models.values import (
     only,
     output,
     outputs_of,
-    stack_exact,
     string,
 )
 
@@ -58,7 +58,7 @@ def _read(value: Any, fd: Any) -> Any:
     return array(value, fd).astype(np.float64)
 
 
-class ScalerProgram:
+class ScalerProgram(ColumnProgram):
     """Runs a ``scaler`` spec.
 
     Args:
@@ -87,23 +87,20 @@ class ScalerProgram:
                 raise SpecError(f"The scaler has {len(values)} {name}s; give none, one, or one per element ({size}).")
         self.shift = np.asarray(msg.shiftValue or [0.0], dtype=np.float64)
         self.scale = np.asarray(msg.scaleValue or [1.0], dtype=np.float64)
+        self.inputs = [self.input]
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Scale every example: ``{output: value}``."""
-        batch = stack_exact(examples, self.input) if self.input.type == "multiArray" else None
-        if batch is not None:  # arrays of the declared shape: one step for the batch
-            return [{self.output.name: output(y, self.output)} for y in self.scale * (batch + self.shift)]
-        out = []
-        for ex in examples:
-            y = self.scale * (np.asarray(_read(feature(ex, self.input), self.input), dtype=np.float64) + self.shift)
-            if self.output.type == "int64" and not float(y[0]).is_integer():
-                raise FeatureError(f"The scaler's int64 output '{self.output.name}' would be {float(y[0])}; the cast "
-                                   "to an integer would lose the fraction. Declare the output as a double.")
-            out.append({self.output.name: output(y, self.output)})
-        return out
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The scaled column: ``{output: values}``."""
+        x = np.asarray(cols[self.input.name], dtype=np.float64).reshape(n, -1)
+        y = self.scale * (x + self.shift)
+        if self.output.type == "int64" and not (y == np.trunc(y)).all():
+            bad = float(y[~(y == np.trunc(y))][0])
+            raise FeatureError(f"The scaler's int64 output '{self.output.name}' would be {bad}; the cast to an "
+                               "integer would lose the fraction. Declare the output as a double.")
+        return {self.output.name: output_column(y, self.output)}
 
 
-class ImputerProgram:
+class ImputerProgram(ColumnProgram):
     """Runs an ``imputer`` spec.
 
     Args:
@@ -141,6 +138,7 @@ class ImputerProgram:
             raise SpecError(f"The imputer's {which} has {self.imputed.size} values but its input has shape "
                             f"{list(self.input.shape)}; give one value per element of a 1-D array.")
         self.replace = getattr(msg, replace) if replace else None
+        self.inputs = [self.input]
 
     def impute(self, value: Any) -> Any:
         """One present value with the replace value(s) imputed."""
@@ -157,7 +155,9 @@ class ImputerProgram:
         return x
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Impute every example: ``{output: value}``."""
+        """Impute every example: ``{output: value}`` (a whole batch of present values in one step)."""
+        if all(ex.get(self.input.name) is not None for ex in examples):
+            return rows(self.compute(to_columns(examples, self.inputs), len(examples)), len(examples))
         out = []
         for ex in examples:
             value = ex.get(self.input.name)
@@ -171,12 +171,26 @@ class ImputerProgram:
             out.append({self.output.name: output(value, self.output)})
         return out
 
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The imputed column of present values: ``{output: values}``."""
+        col = cols[self.input.name]
+        if self.input.type in ("double", "multiArray") and isinstance(col, np.ndarray):
+            x = col.astype(np.float64)
+            mask = np.isnan(x) if _is_nan(self.replace) else x == self.replace
+            imputed = np.broadcast_to(np.asarray(self.imputed, dtype=np.float64), x.shape)
+            return {self.output.name: output_column(np.where(mask, imputed, x), self.output)}
+        values = [self.impute(v) for v in (col.tolist() if isinstance(col, np.ndarray) else dicts_of(col))]
+        if self.input.type == "multiArray":
+            return {self.output.name: [output(v, self.output) for v in values]}
+        return {self.output.name: values if self.input.type == "dictionary" else np.asarray(
+            values, dtype=object if self.input.type == "string" else np.int64)}
+
 
 def _is_nan(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-class NormalizerProgram:
+class NormalizerProgram(ColumnProgram):
     """Runs a ``normalizer`` spec.
 
     Args:
@@ -192,24 +206,25 @@ class NormalizerProgram:
         self.norm = int(spec.normalizer.normType)
         if self.norm not in (0, 1, 2):
             raise SpecError(f"The normalizer's normType is {self.norm}; use LMax, L1 or L2.")
+        self.inputs = [self.input]
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Normalize every example: ``{output: array}``."""
-        batch = stack_exact(examples, self.input) if self.input.shape and not self.input.flexible else None
-        if batch is not None:  # arrays of the declared shape: one step for the batch
-            a = np.abs(batch)
-            norms = (a.max(axis=1, initial=0.0), a.sum(axis=1), np.sqrt((batch * batch).sum(axis=1)))[self.norm]
-            ys = batch / np.where(norms == 0, 1.0, norms)[:, None]
-            return [{self.output.name: output(y.reshape(self.input.shape), self.output)} for y in ys]
-        out = []
-        for ex in examples:
-            x = array(feature(ex, self.input), self.input).astype(np.float64)
-            norm = (np.abs(x).max(initial=0.0), np.abs(x).sum(), np.sqrt((x * x).sum()))[self.norm]
-            out.append({self.output.name: output(x / norm if norm else x, self.output)})
-        return out
+    def _one(self, x: np.ndarray) -> np.ndarray:
+        norm = (np.abs(x).max(initial=0.0), np.abs(x).sum(), np.sqrt((x * x).sum()))[self.norm]
+        return x / norm if norm else x
+
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The normalized column: ``{output: arrays}``."""
+        col = cols[self.input.name]
+        if isinstance(col, list):  # flexible shapes: each example on its own
+            return {self.output.name: [output(self._one(x), self.output) for x in col]}
+        batch = col.reshape(n, -1)
+        a = np.abs(batch)
+        norms = (a.max(axis=1, initial=0.0), a.sum(axis=1), np.sqrt((batch * batch).sum(axis=1)))[self.norm]
+        ys = (batch / np.where(norms == 0, 1.0, norms)[:, None]).reshape(col.shape)
+        return {self.output.name: output_column(ys, self.output)}
 
 
-class ArrayFeatureExtractorProgram:
+class ArrayFeatureExtractorProgram(ColumnProgram):
     """Runs an ``arrayFeatureExtractor`` spec.
 
     Args:
@@ -230,23 +245,23 @@ class ArrayFeatureExtractorProgram:
         if size is not None and int(self.index.max()) >= size:
             raise SpecError(f"The arrayFeatureExtractor extracts index {int(self.index.max())} from "
                             f"'{self.input.name}' of {size} values; indexes are 0-based and must be below {size}.")
+        self.inputs = [self.input]
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Extract from every example: ``{output: value(s)}``."""
-        out = []
-        for ex in examples:
-            x = array(feature(ex, self.input), self.input).reshape(-1)
-            if int(self.index.max()) >= x.size:
-                raise FeatureError(f"Input '{self.input.name}' has {x.size} values; the arrayFeatureExtractor reads "
-                                   f"index {int(self.index.max())}. Pass a longer array.")
-            vals = x[self.index.astype(np.int64)]
-            if self.output.type == "int64":
-                vals = np.trunc(vals.astype(np.float64))
-            out.append({self.output.name: output(vals, self.output)})
-        return out
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The extracted column: ``{output: value(s)}``."""
+        col = cols[self.input.name]
+        sizes = {x.size for x in col} if isinstance(col, list) else {int(np.prod(col.shape[1:]))}
+        if int(self.index.max()) >= min(sizes, default=0):
+            raise FeatureError(f"Input '{self.input.name}' has {min(sizes, default=0)} values; the "
+                               f"arrayFeatureExtractor reads index {int(self.index.max())}. Pass a longer array.")
+        index = self.index.astype(np.int64)
+        vals = np.stack([x.reshape(-1)[index] for x in col]) if isinstance(col, list) else col.reshape(n, -1)[:, index]
+        if self.output.type == "int64":
+            vals = np.trunc(vals.astype(np.float64))
+        return {self.output.name: output_column(vals, self.output)}
 
 
-class IdentityProgram:
+class IdentityProgram(ColumnProgram):
     """Runs an ``identity`` spec: inputs come back, unchanged, as the outputs in the same positions.
 
     Args:
@@ -264,5 +279,9 @@ class IdentityProgram:
                             "give one output per input.")
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Pass every example through: ``{output_i: input_i}``."""
+        """Pass every example through unchanged: ``{output_i: input_i}``."""
         return [{o.name: feature(ex, i) for i, o in zip(self.inputs, self.outputs, strict=True)} for ex in examples]
+
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """Every input column as the output in the same position."""
+        return {o.name: cols[i.name] for i, o in zip(self.inputs, self.outputs, strict=True)}

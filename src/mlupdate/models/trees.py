@@ -26,17 +26,21 @@ Semantics (Core ML's ``TreeEnsemble.proto`` and the checks of its tree builder,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import operator
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, softmax
+from scipy.special import softmax
 
 from mlupdate.errors import FeatureError, SpecError, UnsupportedModelError
-from mlupdate.models.values import ClassifierOutputs, output, regressor_output, vector_inputs, vectorize, within_limit
+from mlupdate.models.columns import ClassifierOutputs, ColumnProgram, Columns, flat, output_column
+from mlupdate.models.values import logistic, regressor_output, vector_inputs, within_limit
 
 _LEAF = 6
 _COMPARE = (np.less_equal, np.less, np.greater_equal, np.greater, np.equal, np.not_equal)
+_PY_COMPARE = (operator.le, operator.lt, operator.ge, operator.gt, operator.eq, operator.ne)
+_CHUNK = 1 << 16  # (row, tree) walks per array pass
+_WALK = 8  # up to this many (row, tree) walks a batch walks in Python rather than in array steps
 
 
 class Ensemble:
@@ -111,7 +115,12 @@ class Ensemble:
             raise SpecError(f"The {kind} has {len(base)} basePredictionValue values but numPredictionDimensions is "
                             f"{self.dims}; give one per dimension (or none for zeros).")
         self.base = np.asarray(base or [0.0] * self.dims, dtype=np.float64)
-        self.modes = sorted(set(self.mode[~self.leaf].tolist()))
+        self.modes = sorted(set(self.mode[~self.leaf].tolist())) or [0]
+        self.next = self.children.T.reshape(-1)  # node n's true child at 2n, its false child at 2n + 1
+        self.leaf_list, self.feature_list = self.leaf.tolist(), self.feature.tolist()
+        self.threshold_list, self.mode_list = self.threshold.tolist(), self.mode.tolist()
+        self.missing_list, self.next_list, self.roots_list = (self.missing_true.tolist(), self.next.tolist(),
+                                                              self.roots.tolist())
 
     def _leaf_values(self, i: int, node: Any, where: str) -> None:
         if not node.evaluationInfo:
@@ -145,18 +154,46 @@ class Ensemble:
         if (self.feature >= x.shape[1]).any():
             raise FeatureError(f"The tree ensemble reads feature {int(self.feature.max())}, but the inputs gave "
                                f"{x.shape[1]} values. Pass inputs of the declared shapes.")
-        cur = np.tile(self.roots, (len(x), 1))
+        if len(x) * len(self.roots) <= _WALK:
+            return np.stack([self._walk(row) for row in x.tolist()])
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        nan = bool(np.isnan(x).any())
+        step = max(1, _CHUNK // len(self.roots))  # rows per pass, so a pass's node arrays stay in cache
+        return np.concatenate([self._steps(x[i:i + step], nan) for i in range(0, len(x), step)])
+
+    def _steps(self, x: np.ndarray, nan: bool) -> np.ndarray:
+        """Every tree walked for the rows of ``x`` in array steps, one level at a time."""
+        rows, width = x.shape
+        flat = x.reshape(-1)
+        offsets = (np.arange(rows, dtype=np.int64) * width)[:, None]
+        cur = np.broadcast_to(self.roots, (rows, len(self.roots)))
         for _ in range(self.depth):
-            value = np.take_along_axis(x, self.feature[cur], axis=1)
-            threshold, mode = self.threshold[cur], self.mode[cur]
-            holds = np.zeros(cur.shape, dtype=bool)
-            for m in self.modes:
-                holds |= (mode == m) & _COMPARE[m](value, threshold)
-            holds = np.where(np.isnan(value), self.missing_true[cur], holds)
-            cur = np.where(holds, self.children[0, cur], self.children[1, cur])
-        out = np.tile(self.base, (len(x), 1))
-        for t in range(cur.shape[1]):
-            out += self.values[cur[:, t]]
+            value = flat[offsets + self.feature[cur]]
+            if len(self.modes) == 1:
+                holds = _COMPARE[self.modes[0]](value, self.threshold[cur])
+            else:
+                threshold, mode = self.threshold[cur], self.mode[cur]
+                holds = np.zeros(cur.shape, dtype=bool)
+                for m in self.modes:
+                    holds |= (mode == m) & _COMPARE[m](value, threshold)
+            if nan:
+                holds = np.where(np.isnan(value), self.missing_true[cur], holds)
+            cur = self.next[2 * cur + ~holds]
+        if self.dims == 1:
+            return self.base + self.values[:, 0][cur].sum(axis=1, keepdims=True)
+        return self.base + self.values[cur].sum(axis=1)
+
+    def _walk(self, row: list[float]) -> np.ndarray:
+        """One row through every tree in Python (faster than array steps for a handful of walks)."""
+        out = self.base.copy()
+        leaf, feature, threshold, mode = self.leaf_list, self.feature_list, self.threshold_list, self.mode_list
+        missing, nxt = self.missing_list, self.next_list
+        for node in self.roots_list:
+            while not leaf[node]:
+                v = row[feature[node]]
+                holds = missing[node] if v != v else _PY_COMPARE[mode[node]](v, threshold[node])
+                node = nxt[2 * node + (not holds)]
+            out += self.values[node]
         return out
 
 
@@ -164,7 +201,7 @@ def _transform(scores: np.ndarray, which: int) -> np.ndarray:
     if which == 1:
         return softmax(scores, axis=1)
     if which == 2:
-        return expit(scores)
+        return logistic(scores)
     if which == 3:
         return softmax(np.concatenate([np.zeros((len(scores), 1)), scores], axis=1), axis=1)[:, 1:]
     return scores
@@ -179,7 +216,7 @@ def _check_transform(which: int, kind: str, binary: bool) -> None:
                                     "Classification_SoftMax.")
 
 
-class TreeEnsembleRegressorProgram:
+class TreeEnsembleRegressorProgram(ColumnProgram):
     """Predicts with a ``treeEnsembleRegressor`` spec.
 
     Args:
@@ -197,13 +234,13 @@ class TreeEnsembleRegressorProgram:
         _check_transform(self.transform, "treeEnsembleRegressor", False)
         self.output = regressor_output(spec, "treeEnsembleRegressor", self.trees.dims)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{output: value}``."""
-        y = _transform(self.trees.scores(vectorize(examples, self.inputs, self.width)), self.transform)
-        return [{self.output.name: output(row, self.output)} for row in y]
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The prediction column: ``{output: values}``."""
+        y = _transform(self.trees.scores(flat(cols, self.inputs, self.width)), self.transform)
+        return {self.output.name: output_column(y, self.output)}
 
 
-class TreeEnsembleClassifierProgram:
+class TreeEnsembleClassifierProgram(ColumnProgram):
     """Predicts with a ``treeEnsembleClassifier`` spec.
 
     Args:
@@ -230,10 +267,10 @@ class TreeEnsembleClassifierProgram:
         _check_transform(self.transform, kind, dims == 1)
         self.outputs = ClassifierOutputs(spec, kind, labels)
 
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict every example: ``{label_name: label, probs_name: {label: probability}}``."""
-        probs = _transform(self.trees.scores(vectorize(examples, self.inputs, self.width)), self.transform)
+    def compute(self, cols: Columns, n: int) -> Columns:
+        """The label and probability columns."""
+        probs = _transform(self.trees.scores(flat(cols, self.inputs, self.width)), self.transform)
         if probs.shape[1] == 1:
             probs = np.concatenate([1.0 - probs, probs], axis=1)
-            return self.outputs.results(probs, (probs[:, 1] >= 0.5).astype(int))
-        return self.outputs.results(probs, np.argmax(probs, axis=1))
+            return self.outputs.columns(probs, (probs[:, 1] >= 0.5).astype(int))
+        return self.outputs.columns(probs, np.argmax(probs, axis=1))

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from mlupdate.errors import FeatureError, ImageError
 from mlupdate.features.images import CROP_AND_SCALE
 from mlupdate.models import PROGRAMS, program_for
+from mlupdate.models.columns import arrays_of, given_columns, on_columns, stack_values
 from mlupdate.models.linked import LinkContext
 from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
@@ -157,6 +158,38 @@ class Model:
             if not isinstance(ex, dict):
                 raise FeatureError(f"Example {i} is a {type(ex).__name__}, not a dict of feature name to value.")
         return self._program.predict_batch(list(batch), self.crop_and_scale)
+
+    def predict_arrays(self, arrays: dict[str, Any]) -> dict[str, Any]:
+        """Predict a batch given as one array per input, the examples along its first axis.
+
+        The fastest way to predict many rows with the classic model types (GLMs, SVMs, trees, encoders,
+        transforms and pipelines of them), which compute on whole columns; other models run
+        ``predict_batch`` on the rows and stack the results.
+
+        Args:
+            arrays: Input name to a batch: ``[N]`` numbers for double and int64 inputs, ``[N]`` strings for
+                string inputs, ``[N, *shape]`` for multiarrays, a list of ``N`` dicts for dictionaries.
+
+        Returns:
+            Output name to a batch of the same layout; a classifier's ``{label: probability}`` output as an
+            ``[N, K]`` array whose columns follow ``description.class_labels``.
+
+        Raises:
+            FeatureError: For a missing input, or one whose type or shape does not fit.
+        """
+        if not isinstance(arrays, dict):
+            raise FeatureError("predict_arrays takes a dict of input name to a batch of values (one array per input).")
+        program = self._program
+        if on_columns(program):
+            cols, n = given_columns(arrays, program.inputs)
+            return arrays_of(program.predict_columns(cols, n))
+        names = list(self._description.inputs)
+        given = {k: arrays[k] for k in names if k in arrays}
+        n = len(next(iter(given.values()))) if given else 0
+        if any(len(v) != n for v in given.values()):
+            raise FeatureError("predict_arrays needs the same number of examples in every input's batch.")
+        results = self.predict_batch([{k: v[i] for k, v in given.items()} for i in range(n)])
+        return {name: stack_values([r[name] for r in results]) for name in (results[0] if results else {})}
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> Path:
