@@ -84,6 +84,24 @@ CASES: list[tuple[str, dict, dict]] = [
 ]
 
 
+FAMILY_MODULES = ("activation", "elementwise_binary", "elementwise_unary", "reduction", "linear", "conv", "pool",
+                  "normalization", "random")
+
+
+def test_every_op_coremltools_defines_in_these_families_is_registered():
+    from coremltools.converters.mil.mil.ops import defs  # noqa: F401 - registers the ops
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    from mlupdate.ops import OPS, supported_ops
+
+    defined = {name for name, versions in SSAOpRegistry.core_ops.items()
+               if any(cls.__module__.rsplit(".", 1)[-1] in FAMILY_MODULES for cls in versions.values())}
+    assert len(defined) == 17 + 18 + 27 + 12 + 3 + 3 + 3 + 5 + 4
+    assert defined | {"select"} <= set(supported_ops())
+    # the opsets that changed a meaning or a parameter have their own kernel
+    assert {name for name in defined if 17 in OPS[name]} == {"cast", "clip", "reduce_argmax", "reduce_argmin"}
+
+
 def _tensor(value):
     return value if isinstance(value, str) else torch.from_numpy(np.ascontiguousarray(value))
 
