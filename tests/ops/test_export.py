@@ -1,6 +1,7 @@
 """Every kernel of the activation, elementwise, reduction, linear, conv, pool and normalization families exports
 with ``torch.onnx.export(dynamo=False)`` (how the runtime compiles a graph) and computes on onnxruntime what it
-computes on torch, in fp32 and fp16. Random ops are marked not exportable (see test_random.py).
+computes on torch, in fp32 and fp16. Random ops are marked not exportable (see test_random.py). Also the
+invariants of the layer registry's harness: repeatable results, and batch independence where axis 0 is a batch.
 """
 
 from __future__ import annotations
@@ -147,3 +148,25 @@ def test_kernel_exports_and_matches_on_onnxruntime(op, dyn, consts, dtype):
     got = session.run(None, {i.name: a for i, a in zip(session.get_inputs(), flat, strict=True)})[0]
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=1e-3, atol=1e-3)
+
+
+def _batch_wise(op, dyn, consts):
+    """Whether the case computes each slice of axis 0 of its only input on its own."""
+    if set(dyn) != {"x"} or dyn["x"].ndim < 2:
+        return False
+    axes = consts.get("axes")
+    return axes is None and not op.startswith("reduce_") or axes is not None and 0 not in axes or op in (
+        "reduce_argmax", "reduce_argmin")
+
+
+@pytest.mark.parametrize("op, dyn, consts", [c for c in CASES if _batch_wise(*c)],
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES) if _batch_wise(*c)])
+def test_batch_independence_and_repeatability(op, dyn, consts):
+    module, x = _Op(op, dyn, consts), torch.from_numpy(dyn["x"])
+    alone, again = module(x), module(x)
+    np.testing.assert_array_equal(alone.numpy(), again.numpy())
+    other = torch.from_numpy(np.random.default_rng(1).permutation(dyn["x"].ravel()).reshape(dyn["x"].shape))
+    batch = module(torch.cat([other, x, other]))
+    n = x.shape[0]
+    assert batch.shape[0] == 3 * n
+    np.testing.assert_allclose(batch[n:2 * n].numpy(), alone.numpy(), rtol=1e-6, atol=1e-6)
