@@ -81,15 +81,23 @@ def _exp2(x: torch.Tensor) -> torch.Tensor:
     return torch.pow(torch.full_like(x, 2), x)
 
 
-# hyperbolic functions written with exp/log: the ONNX exporter has no sinh, cosh or atanh
+# hyperbolic functions written with exp/log (the ONNX exporter has no sinh, cosh or atanh); fp16 inputs are
+# computed in fp32 and rounded, as PyTorch's own fp16 kernels do, so e^x cannot overflow before the result does
+def _in_fp32(fn: Fn) -> Fn:
+    return lambda x: fn(x.float()).to(x.dtype) if x.dtype == torch.float16 else fn(x)
+
+
+@_in_fp32
 def _sinh(x: torch.Tensor) -> torch.Tensor:
     return (torch.exp(x) - torch.exp(-x)) * 0.5
 
 
+@_in_fp32
 def _cosh(x: torch.Tensor) -> torch.Tensor:
     return (torch.exp(x) + torch.exp(-x)) * 0.5
 
 
+@_in_fp32
 def _atanh(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * torch.log((1 + x) / (1 - x))
 
