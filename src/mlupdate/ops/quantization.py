@@ -55,8 +55,8 @@ def _quantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         raise op_error(ctx, f"output_dtype '{name}' is not int8 or uint8")
     dtype, low, high = QUANTIZED[name]
     shape, axis = tuple(int(d) for d in x.shape), _axis(ctx, x.dim())
-    scale = per_axis(ctx, inputs["scale"], shape, axis, "scale").to(torch.float32)
-    q = torch.round(x.to(torch.float32) / scale)
+    scale = per_axis(ctx, inputs["scale"], shape, axis, "scale").to(x.dtype)
+    q = torch.round(x / scale).to(torch.float32)  # the division in the input's dtype, as coremltools
     if "zero_point" in inputs:
         q = q + per_axis(ctx, inputs["zero_point"], shape, axis, "zero_point").to(torch.float32)
     return q.clamp(low, high).to(dtype)
