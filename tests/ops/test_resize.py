@@ -265,3 +265,20 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+def test_crop_resize_and_resample_batch_independence():
+    x = rand((3, 2, 6, 7))
+    boxes = np.array([[0, 0, 5, 6], [1, 2, 4, 4], [0.5, 1, 3, 6]], np.float32)
+    params = {"target_height": np.int32(3), "target_width": np.int32(4)}
+    together = run_kernel("crop_resize", {"x": x, "boxes": boxes, **params}, consts=params, opset=17)
+    coords = RNG.uniform(-1, 1, (3, 4, 5, 2)).astype(np.float32)
+    rs = {"sampling_mode": "bilinear", "padding_mode": "border", "padding_value": np.float32(0),
+          "coordinates_mode": "normalized_minus_one_to_one", "align_corners": False}
+    resampled = run_kernel("resample", {"x": x, "coordinates": coords, **rs}, consts=rs)
+    for b in range(3):
+        alone = run_kernel("crop_resize", {"x": x[b:b + 1], "boxes": boxes[b:b + 1], **params}, consts=params,
+                           opset=17)
+        np.testing.assert_array_equal(alone[0], together[b])
+        alone = run_kernel("resample", {"x": x[b:b + 1], "coordinates": coords[b:b + 1], **rs}, consts=rs)
+        np.testing.assert_allclose(alone[0], resampled[b], atol=1e-6)

@@ -281,3 +281,17 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+def test_nms_batch_independence_and_repeatability():
+    boxes = np.concatenate([RNG.uniform(0, 10, (3, 8, 2)), RNG.uniform(1, 4, (3, 8, 2))], -1).astype(np.float32)
+    scores = RNG.uniform(0, 1, (3, 8, 2)).astype(np.float32)
+    params = {"iou_threshold": np.float32(0.3), "score_threshold": np.float32(0.2), "max_boxes": np.int32(4)}
+    together = run_kernel("non_maximum_suppression", {"boxes": boxes, "scores": scores, **params}, consts=params)
+    again = run_kernel("non_maximum_suppression", {"boxes": boxes, "scores": scores, **params}, consts=params)
+    for b in range(3):
+        alone = run_kernel("non_maximum_suppression", {"boxes": boxes[b:b + 1], "scores": scores[b:b + 1], **params},
+                           consts=params)
+        for a, t, r in zip(alone, together, again, strict=True):
+            np.testing.assert_array_equal(a[0], t[b])
+            np.testing.assert_array_equal(t, r)
