@@ -190,7 +190,7 @@ def _crop_resize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     if boxes.shape[1] == 5:
         out = _crops(ctx, x, boxes[:, 0].round().long(), boxes[:, 1:])
         return out[:, None]
-    ids = torch.arange(b).repeat(n)
+    ids = torch.arange(b, device=x.device).repeat(n)
     out = _crops(ctx, x, ids, boxes.repeat_interleave(b, 0))
     return out.reshape(n, b, *out.shape[1:])
 
@@ -200,7 +200,7 @@ def _crop_resize_17(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """``boxes [N, 4]`` applied to ``x[box_indices]`` (default ``arange(N)``) -> ``[N, C, Ho, Wo]``."""
     boxes = inputs["boxes"]
     ids = inputs.get("box_indices")
-    ids = torch.arange(int(boxes.shape[0])) if ids is None else ids.reshape(-1).long()
+    ids = torch.arange(int(boxes.shape[0]), device=boxes.device) if ids is None else ids.reshape(-1).long()
     return _crops(ctx, inputs["x"], ids, boxes)
 
 
@@ -271,6 +271,7 @@ def _affine(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
 
     gx, gy = np.meshgrid(unit(wo), unit(ho))
-    base = torch.from_numpy(np.stack([gx, gy, np.ones_like(gx)], -1).reshape(1, ho * wo, 1, 3).astype(np.float32))
+    base = np.stack([gx, gy, np.ones_like(gx)], -1).reshape(1, ho * wo, 1, 3).astype(np.float32)
+    base = torch.from_numpy(base).to(x.device)
     coords = (base * theta).sum(-1).reshape(-1, ho, wo, 2).expand(int(x.shape[0]), ho, wo, 2)
     return _grid_sample(ctx, x, coords)

@@ -92,9 +92,9 @@ def _cumsum(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return out.flip(dim) if reverse else out
 
 
-def _value(inputs: dict[str, Any], param: str) -> torch.Tensor:
+def _value(inputs: dict[str, Any], param: str, device: torch.device | None = None) -> torch.Tensor:
     value = inputs.get(param)
-    return torch.tensor(0.0) if value is None else value.reshape(())
+    return torch.tensor(0.0, device=device) if value is None else value.reshape(())
 
 
 @register("fill")
@@ -106,13 +106,13 @@ def _fill(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 
 @register("fill_like", since=16)
 def _fill_like(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    value = _value(inputs, "value")
-    return value.expand(inputs["ref_tensor"].shape).clone()
+    ref = inputs["ref_tensor"]
+    return _value(inputs, "value", ref.device).expand(ref.shape).clone()
 
 
 @register("shape")
 def _shape(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    return torch.tensor([int(d) for d in inputs["x"].shape], dtype=torch.int32)
+    return torch.tensor([int(d) for d in inputs["x"].shape], dtype=torch.int32, device=inputs["x"].device)
 
 
 @register("range_1d")
@@ -125,7 +125,7 @@ def _range_1d(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         raise op_error(ctx, "step is 0")
     count = max(0, int(np.ceil((end - start) / step)))
     sized(ctx, [count])
-    return (torch.arange(count, dtype=torch.float64) * step + start).to(dtype)
+    return (torch.arange(count, dtype=torch.float64, device=vals["start"].device) * step + start).to(dtype)
 
 
 @register("one_hot")
@@ -133,8 +133,8 @@ def _one_hot(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     indices = inputs["indices"].long()
     size = int(ints_of(ctx, inputs, "one_hot_vector_size")[0])
     dim = axis_of(ctx, indices.dim() + 1, "axis", -1)
-    on = inputs.get("on_value", torch.tensor(1.0)).reshape(())
-    off = inputs.get("off_value", torch.tensor(0.0)).reshape(()).to(on.dtype)
+    on = inputs.get("on_value", torch.tensor(1.0, device=indices.device)).reshape(())
+    off = inputs.get("off_value", torch.tensor(0.0, device=indices.device)).reshape(()).to(on.dtype)
     sized(ctx, [*indices.shape, size])
     hot = (indices.unsqueeze(-1) == torch.arange(size, device=indices.device)).movedim(indices.dim(), dim)
     return torch.where(hot, on, off)
