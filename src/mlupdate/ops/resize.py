@@ -3,8 +3,9 @@
 Sampling grids are the definitions' formulas (``resize_bilinear``'s notes), computed when the op is compiled
 and sampled with the neural-network layers' kernels (``linear_along`` / ``nearest_along``, ``bilinear_crops``),
 so every op exports to ONNX; only ``resize`` with a target shape computed at run time is torch only.
-Nearest-neighbour sampling picks ``floor(i * in / out)`` (the tests' values); with a ``sampling_mode`` other
-than DEFAULT it picks the grid point rounded half up (docs/differences.md).
+The iOS15 nearest-neighbour ops read ``floor(i * in / out)``; iOS17's ``resize`` with ``NEAREST_NEIGHBOR`` reads
+the pixel nearest its ``sampling_mode`` grid point, ties to the lower one (both fit coremltools' op tests;
+docs/differences.md).
 """
 
 from __future__ import annotations
@@ -48,14 +49,22 @@ def _spatial(ctx: OpContext, x: torch.Tensor, rank: int = 3) -> None:
 
 
 def _resample(x: torch.Tensor, dims: list[int], sizes: list[int], mode: str, linear: bool) -> torch.Tensor:
+    """Resize axes ``dims`` to ``sizes``: linear on ``mode``'s grid, or the pixel nearest its grid points."""
     for dim, n_out in zip(dims, sizes, strict=True):
         n_in = int(x.shape[dim])
         g = grid(n_in, n_out, mode)
         if linear:
             x = linear_along(x, dim, g)
         else:
-            pos = np.floor(np.arange(n_out) * n_in / n_out) if mode == "DEFAULT" else np.floor(g + 0.5)
-            x = nearest_along(x, dim, np.clip(pos, 0, n_in - 1))
+            x = nearest_along(x, dim, np.clip(np.ceil(g - 0.5), 0, n_in - 1))
+    return x
+
+
+def _nearest(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """The iOS15 nearest-neighbour ops: output position ``i`` of an axis reads ``floor(i * in / out)``."""
+    for dim, n_out in zip((x.dim() - 2, x.dim() - 1), sizes, strict=True):
+        n_in = int(x.shape[dim])
+        x = nearest_along(x, dim, np.floor(np.arange(n_out) * n_in / n_out))
     return x
 
 
@@ -73,7 +82,7 @@ def _scaled(ctx: OpContext, x: torch.Tensor) -> list[int]:
 def _upsample_nearest_neighbor(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _spatial(ctx, x)
-    return _resample(x, [x.dim() - 2, x.dim() - 1], _scaled(ctx, x), "DEFAULT", linear=False)
+    return _nearest(x, _scaled(ctx, x))
 
 
 @register("resize_nearest_neighbor")
@@ -82,7 +91,7 @@ def _resize_nearest_neighbor(ctx: OpContext, inputs: dict[str, Any]) -> torch.Te
     _spatial(ctx, x)
     sizes = [int(flag(ctx, "target_size_height", None)), int(flag(ctx, "target_size_width", None))]
     sized(ctx, [*(int(d) for d in x.shape[:-2]), *sizes])
-    return _resample(x, [x.dim() - 2, x.dim() - 1], sizes, "DEFAULT", linear=False)
+    return _nearest(x, sizes)
 
 
 @register("upsample_bilinear")
