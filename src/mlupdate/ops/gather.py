@@ -113,15 +113,21 @@ def _gather_nd(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 @register("scatter")
 @register("scatter", since=17)
 def _scatter(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    data, indices, updates = inputs["data"], inputs["indices"].reshape(-1), inputs["updates"]
+    """Indices of any rank, as tf.scatter_* (coremltools' op tests use them).
+
+    ``updates`` has the shape ``data.shape[:axis] + indices.shape + data.shape[axis + 1:]``.
+    """
+    data, indices, updates = inputs["data"], inputs["indices"], inputs["updates"]
     axis = axis_of(ctx, data.dim(), "axis", 0)
-    want = [int(d) for d in data.shape]
-    want[axis] = int(indices.shape[0])
+    dims = [int(d) for d in data.shape]
+    want = dims[:axis] + [int(d) for d in indices.shape] + dims[axis + 1:]
     if [int(d) for d in updates.shape] != want:
         raise op_error(ctx, f"updates {list(updates.shape)} must have the shape {want}")
+    count = int(indices.numel())
+    updates = updates.reshape(dims[:axis] + [count] + dims[axis + 1:])
     shape = [1] * data.dim()
-    shape[axis] = -1
-    idx = _index(ctx, indices, int(data.shape[axis])).reshape(shape).expand(updates.shape)
+    shape[axis] = count
+    idx = _index(ctx, indices.reshape(-1), dims[axis]).reshape(shape).expand(updates.shape)
     return scatter_into(data, axis, idx, updates, _mode(ctx))
 
 
