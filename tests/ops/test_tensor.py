@@ -295,3 +295,23 @@ def test_nms_batch_independence_and_repeatability():
         for a, t, r in zip(alone, together, again, strict=True):
             np.testing.assert_array_equal(a[0], t[b])
             np.testing.assert_array_equal(t, r)
+
+
+def test_registry_covers_every_op_of_these_families_from_its_first_opset():
+    """Every op coremltools registers in these families' definition modules for iOS15-iOS18 has a kernel."""
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    from mlupdate.ops import OPS, supported_ops
+
+    families = {"tensor_operation", "tensor_transformation", "scatter_gather", "image_resizing", "recurrent",
+                "transformers", "quantization_ops", "constexpr_ops", "compression"}
+    releases = {"iOS15": 15, "iOS16": 16, "iOS17": 17, "iOS18": 18}
+    first: dict[str, int] = {}
+    for name, versions in SSAOpRegistry.core_ops.items():
+        for cls in versions.values():
+            *_, release, module = cls.__module__.split(".")
+            if module in families and release in releases:
+                first[name] = min(first.get(name, 99), releases[release])
+    supported_ops()
+    assert len(first) == 63
+    assert {name: min(OPS.get(name, {99: None})) for name in first} == first
