@@ -315,3 +315,11 @@ def test_registry_covers_every_op_of_these_families_from_its_first_opset():
     supported_ops()
     assert len(first) == 63
     assert {name: min(OPS.get(name, {99: None})) for name in first} == first
+
+
+def test_inputs_that_do_not_fit_together_fail_naming_the_op():
+    with pytest.raises(Error, match=r"concat_0.*concat"):
+        run_kernel("concat", {"values": [rand((2, 3)), rand((3, 4))], "axis": np.int32(0)})
+    with pytest.raises(Error, match="non_maximum_suppression"):
+        run_kernel("non_maximum_suppression", {"boxes": rand((1, 6, 4)), "scores": rand((1, 6, 2))},
+                   consts=[])

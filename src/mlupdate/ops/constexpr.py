@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlupdate.ops import OpContext, register
+from mlupdate.ops import OpContext
 from mlupdate.ops.quantization import dequantize_values
-from mlupdate.ops.tensor import axis_of, flag, ints_of, op_error, sized
+from mlupdate.ops.tensor import axis_of, flag, ints_of, kernel, op_error, sized
 
 #: output_dtype names of constexpr_cast.
 _CASTS = {"fp32": torch.float32, "fp16": torch.float16}
@@ -43,7 +43,7 @@ def _shape(ctx: OpContext, inputs: dict[str, Any]) -> list[int]:
     return sized(ctx, ints_of(ctx, inputs, "shape"))
 
 
-@register("constexpr_affine_dequantize", since=16)
+@kernel("constexpr_affine_dequantize", since=16)
 def _affine_dequantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """``scale * (quantized_data - zero_point)``, scale and zero point scalars or vectors along ``axis``."""
     data = inputs["quantized_data"]
@@ -52,16 +52,16 @@ def _affine_dequantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return dequantize_values(ctx, data, inputs["scale"], inputs.get("zero_point"), axis)
 
 
-@register("constexpr_cast", since=16)
-@register("constexpr_cast", since=18)
+@kernel("constexpr_cast", since=16)
+@kernel("constexpr_cast", since=18)
 def _cast(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    name = str(flag(ctx, "output_dtype", None))
+    name = str(flag(ctx, "output_dtype"))
     if name not in _CASTS:
         raise op_error(ctx, f"output_dtype '{name}' is not one of {', '.join(_CASTS)}")
     return inputs["source_val"].to(_CASTS[name])
 
 
-@register("constexpr_lut_to_dense", since=16)
+@kernel("constexpr_lut_to_dense", since=16)
 def _lut_to_dense(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Packed ``indices`` (``log2(len(lut))`` bits each) into the LUT, reshaped to ``shape``."""
     lut = inputs["lut"].reshape(-1)
@@ -106,7 +106,7 @@ def _vector_axis(ctx: OpContext, rank: int) -> int | None:
     return None if ctx.const("vector_axis") is None else axis_of(ctx, rank, "vector_axis", None)
 
 
-@register("constexpr_lut_to_dense", since=18)
+@kernel("constexpr_lut_to_dense", since=18)
 def _lut_to_dense_18(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     indices = inputs["indices"]
     return _lut_values(ctx, indices, inputs["lut"], _vector_axis(ctx, indices.dim()))
@@ -124,7 +124,7 @@ def _scatter_mask(ctx: OpContext, nonzero: torch.Tensor, mask: np.ndarray) -> to
     return out
 
 
-@register("constexpr_sparse_to_dense", since=16)
+@kernel("constexpr_sparse_to_dense", since=16)
 def _sparse_to_dense(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Bit ``i`` of the packed ``mask`` set: element ``i`` is the next of ``nonzero_data``; else 0."""
     shape = _shape(ctx, inputs)
@@ -132,7 +132,7 @@ def _sparse_to_dense(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _scatter_mask(ctx, inputs["nonzero_data"], bits)
 
 
-@register("constexpr_sparse_to_dense", since=18)
+@kernel("constexpr_sparse_to_dense", since=18)
 def _sparse_to_dense_18(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _scatter_mask(ctx, inputs["nonzero_data"], inputs["mask"].cpu().numpy())
 
@@ -158,12 +158,12 @@ def _shift_scale(ctx: OpContext, data: torch.Tensor, scale: torch.Tensor, offset
     return blocks(scale) * values
 
 
-@register("constexpr_blockwise_shift_scale", since=18)
+@kernel("constexpr_blockwise_shift_scale", since=18)
 def _blockwise_shift_scale(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _shift_scale(ctx, inputs["data"], inputs["scale"], inputs.get("offset"))
 
 
-@register("constexpr_lut_to_sparse", since=18)
+@kernel("constexpr_lut_to_sparse", since=18)
 def _lut_to_sparse(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """The mask (repeated along ``vector_axis`` for vector LUTs) and the LUT values of the set elements."""
     mask = inputs["indices_mask"]
@@ -175,7 +175,7 @@ def _lut_to_sparse(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor
     return out_mask, dense[out_mask != 0].reshape(-1)
 
 
-@register("constexpr_sparse_blockwise_shift_scale", since=18)
+@kernel("constexpr_sparse_blockwise_shift_scale", since=18)
 def _sparse_blockwise_shift_scale(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """The mask, and ``scale * (data - offset)`` of the set elements (blocks as in the dense layout)."""
     mask = inputs["data_mask"]
