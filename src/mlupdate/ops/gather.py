@@ -66,6 +66,8 @@ def _gather(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     if dims[:bd] != ndims[:bd]:
         raise op_error(ctx, f"the first {bd} (batch_dims) axes of x {dims} and indices {ndims} differ")
     idx = _index(ctx, indices, dims[axis])
+    if bd == 0:  # an ONNX Gather (embedding lookups)
+        return x.index_select(axis, idx.reshape(-1)).reshape(dims[:axis] + ndims + dims[axis + 1:])
     b, p, a, q, i = _prod(dims[:bd]), _prod(dims[bd:axis]), dims[axis], _prod(dims[axis + 1:]), _prod(ndims[bd:])
     flat = idx.reshape(b, 1, i, 1).expand(b, p, i, q)
     out = torch.gather(x.reshape(b, p, a, q), 2, flat)
