@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from mlupdate.layers.activation import ClampedReLU, Gelu
 from mlupdate.ops import OpContext, register
-from mlupdate.ops.elementwise import axis_of, flag, op_error, param_like
+from mlupdate.ops.common import axis_of, flag, op_error, param_like
 
 #: gelu's ``mode`` to the neural-network layer's kernel (``GeluLayerParams.GeluMode``); the modules are stateless.
 GELU_MODES = {"EXACT": Gelu(0), "TANH_APPROXIMATION": Gelu(1), "SIGMOID_APPROXIMATION": Gelu(2)}

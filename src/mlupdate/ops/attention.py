@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from mlupdate.ops import OpContext
-from mlupdate.ops.tensor import kernel, op_error
+from mlupdate.ops.common import kernel, op_error
 
 
 @kernel("scaled_dot_product_attention", since=18)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from mlupdate.ops import OpContext
+from mlupdate.ops.common import axis_of, flag, ints_of, kernel, op_error, sized
 from mlupdate.ops.quantization import dequantize_values
-from mlupdate.ops.tensor import axis_of, flag, ints_of, kernel, op_error, sized
 
 #: output_dtype names of constexpr_cast.
 _CASTS = {"fp32": torch.float32, "fp16": torch.float16}

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from mlupdate.layers.conv import same_padding
 from mlupdate.ops import Kernel, OpContext, register
-from mlupdate.ops.elementwise import flag, op_error
+from mlupdate.ops.common import flag, op_error
 
 PAD_TYPES = ("valid", "same", "same_lower", "custom")
 TRANSPOSED_PAD_TYPES = ("valid", "same", "custom")

@@ -16,87 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
-from mlupdate.errors import LayerError
 from mlupdate.ops import Kernel, OpContext, register
+from mlupdate.ops.common import flag, fp16_in_fp32, op_error, param_like
 
 Fn = Callable[..., torch.Tensor]
 
 
-def op_error(ctx: OpContext, message: str) -> LayerError:
-    """An error naming the op (``ctx.name`` and its type) with ``message``."""
-    return LayerError(f"Op '{ctx.name}' ({ctx.op_type}): {message}.")
-
-
-def flag(ctx: OpContext, param: str, default: Any) -> Any:
-    """A scalar constant parameter (bool, number or string) with the definition's default."""
-    value = ctx.const(param, default)
-    return np.asarray(value).reshape(-1)[0].item() if isinstance(value, np.ndarray) else value
-
-
-def axis_of(ctx: OpContext, rank: int, param: str = "axis", default: int | None = 0) -> int:
-    """The op's ``param`` axis (a compile-time constant) as a non-negative dimension of a rank-``rank`` tensor."""
-    value = ctx.const(param, default)
-    if value is None:
-        raise op_error(ctx, f"the input '{param}' is missing")
-    axis = int(np.asarray(value).reshape(-1)[0])
-    if not -rank <= axis < max(rank, 1):
-        raise op_error(ctx, f"{param} {axis} is out of range for a rank-{rank} tensor (allowed: {-rank} to "
-                            f"{rank - 1})")
-    return axis % max(rank, 1)
-
-
-def axes_of(ctx: OpContext, rank: int, param: str = "axes") -> tuple[int, ...] | None:
-    """The op's ``param`` axes as sorted non-negative dimensions; None when the input is absent (all axes)."""
-    value = ctx.const(param)
-    if value is None:
-        return None
-    axes = [int(a) for a in np.asarray(value).reshape(-1)]
-    bad = [a for a in axes if not -rank <= a < rank]
-    if bad:
-        raise op_error(ctx, f"{param} {axes} has {bad[0]}, out of range for a rank-{rank} tensor (allowed: "
-                            f"{-rank} to {rank - 1})")
-    dims = sorted({a % rank for a in axes})
-    if len(dims) != len(axes):
-        raise op_error(ctx, f"{param} {axes} names an axis twice")
-    return tuple(dims)
-
-
-def param_like(ctx: OpContext, inputs: dict[str, Any], param: str, x: torch.Tensor, default: float | None = None
-               ) -> torch.Tensor | float | None:
-    """Input ``param`` in ``x``'s dtype and device (iOS17 lets parameters differ in dtype from ``x``).
-
-    A scalar parameter comes back as a Python number, a tensor parameter as a tensor; ``default`` when absent.
-    """
-    if param not in inputs:
-        return default
-    value = inputs[param]
-    if value.dim() == 0 and param in ctx.consts:
-        number = np.asarray(ctx.consts[param]).item()
-        return float(number) if x.dtype.is_floating_point else int(number)
-    return value.to(device=x.device, dtype=x.dtype)
-
-
 def _exp2(x: torch.Tensor) -> torch.Tensor:
     return torch.pow(torch.full_like(x, 2), x)
-
-
-def fp16_in_fp32(kernel: Kernel) -> Kernel:
-    """``kernel``, computing an fp16 ``x`` in fp32 and rounding the result to fp16.
-
-    For ops whose fp16 intermediates would overflow before their result does (e^x in ``sinh``, sums of squares
-    in norms).
-    """
-
-    def wrapped(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-        x = inputs["x"]
-        if x.dtype != torch.float16:
-            return kernel(ctx, inputs)
-        return kernel(ctx, {**inputs, "x": x.float()}).to(torch.float16)
-
-    return wrapped
 
 
 # hyperbolic functions written with exp/log: the ONNX exporter has no sinh, cosh or atanh

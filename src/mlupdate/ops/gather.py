@@ -16,7 +16,7 @@ import torch
 
 from mlupdate.layers.indexing import scatter_into
 from mlupdate.ops import OpContext
-from mlupdate.ops.tensor import axis_of, flag, kernel, op_error
+from mlupdate.ops.common import axis_of, flag, kernel, op_error
 
 _MODES = ("update", "add", "sub", "mul", "div", "max", "min")
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from mlupdate.ops import OpContext, register
-from mlupdate.ops.elementwise import flag, op_error
+from mlupdate.ops.common import flag, op_error
 
 
 def _matmul_any(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mlupdate.ops import OpContext, register
-from mlupdate.ops.elementwise import axes_of, flag, fp16_in_fp32, op_error, param_like
+from mlupdate.ops.common import axes_of, flag, fp16_in_fp32, op_error, param_like
 
 
 def _channel_param(ctx: OpContext, inputs: dict[str, Any], name: str, x: torch.Tensor,

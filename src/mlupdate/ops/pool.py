@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from mlupdate.ops import OpContext
+from mlupdate.ops.common import flag, op_error
 from mlupdate.ops.conv import explicit_pads, pad_spatial, register_padded, spatial_list
-from mlupdate.ops.elementwise import flag, op_error
 
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from mlupdate.ops import OpContext
-from mlupdate.ops.tensor import axis_of, flag, kernel, op_error
+from mlupdate.ops.common import axis_of, flag, kernel, op_error
 
 #: The integer types quantize writes, with their ranges.
 QUANTIZED: dict[str, tuple[torch.dtype, int, int]] = {"int8": (torch.int8, -128, 127),

@@ -27,7 +27,7 @@ import torch
 from mlupdate.layers.common import check_size
 from mlupdate.layers.random import Draw, bernoulli, generator, normal, uniform
 from mlupdate.ops import Kernel, OpContext, register
-from mlupdate.ops.elementwise import flag, op_error
+from mlupdate.ops.common import flag, op_error
 
 _FP16_NAMES = ("fp16", "float16")
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mlupdate.ops import OpContext
-from mlupdate.ops.tensor import flag, kernel, op_error
+from mlupdate.ops.common import flag, kernel, op_error
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 

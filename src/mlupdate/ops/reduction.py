@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from mlupdate.ops import OpContext, register
-from mlupdate.ops.elementwise import axes_of, axis_of, flag, fp16_in_fp32, op_error
+from mlupdate.ops.common import axes_of, axis_of, flag, fp16_in_fp32, op_error
 
 Reducer = Callable[[torch.Tensor, tuple[int, ...], bool], torch.Tensor]
 

@@ -21,7 +21,7 @@ from mlupdate.layers.detection import ALIGN, ROI_ALIGN, STRICT_ALIGN, UPSAMPLE, 
 from mlupdate.layers.resize import sampling_grid as size_grid
 from mlupdate.layers.resize import upsample_grid
 from mlupdate.ops import OpContext
-from mlupdate.ops.tensor import flag, ints_of, kernel, op_error, sized
+from mlupdate.ops.common import flag, ints_of, kernel, op_error, sized
 
 #: resize_bilinear's sampling modes -> the layers' SamplingMode methods (UNALIGN_CORNERS is separate).
 _MODES = {"STRICT_ALIGN_CORNERS": STRICT_ALIGN, "ALIGN_CORNERS": ALIGN, "DEFAULT": UPSAMPLE,

@@ -14,7 +14,7 @@ import torch
 
 from mlupdate.layers.resize import ReorganizeData
 from mlupdate.ops import OpContext
-from mlupdate.ops.tensor import axis_of, flag, ints_of, kernel, op_error, required
+from mlupdate.ops.common import axis_of, flag, ints_of, kernel, op_error, required
 
 
 def _axes(ctx: OpContext, rank: int, param: str, default: list[int] | None) -> list[int] | None:
