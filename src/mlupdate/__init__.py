@@ -15,6 +15,8 @@ from mlupdate.errors import (
     ImageError,
     LayerError,
     ModelFileError,
+    ModelNotFoundError,
+    ModelTypeError,
     NotUpdatableError,
     ParameterError,
     SpecError,
@@ -59,7 +61,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AuthoringError", "ConversionError", "Description", "Error", "ExportError", "FeatureDescription",
-    "FeatureError", "ImageConstraint", "ImageError", "LayerError", "Model", "ModelFileError", "NotUpdatableError",
+    "FeatureError", "ImageConstraint", "ImageError", "LayerError", "Model", "ModelFileError", "ModelNotFoundError",
+    "ModelTypeError", "NotUpdatableError",
     "ParameterError", "SpecError", "TrainingDataError", "UnsupportedLayerError", "UnsupportedModelError",
     "UpdateError", "load", *_LAZY,
 ]

@@ -86,6 +86,8 @@ def parse_optimizer(text: str | None, adam: bool) -> Any:
             else:
                 allowed = sorted({*keys, "batches"} | {f"{k}_min" for k in keys if "batch" not in k})
                 raise ParameterError(f"{flag}: unknown setting '{key}'. Known: {', '.join(allowed)}.")
+        except ParameterError:  # also a ValueError: not a value that failed to parse
+            raise
         except ValueError:
             raise ParameterError(f"{flag}: cannot read '{item}'; write key=value pairs separated by commas, "
                                  "e.g. lr=0.01,batch=5.") from None

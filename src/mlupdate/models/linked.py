@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlupdate.errors import ModelFileError, SpecError
+from mlupdate.errors import ModelNotFoundError, SpecError
 
 
 def link_target(spec: Any, where: str = "The model") -> tuple[str, list[str]]:
@@ -66,7 +66,7 @@ def resolve(spec: Any, folder: Path | None) -> Path:
 
     Raises:
         SpecError: If the spec was not loaded from a file.
-        ModelFileError: If no folder searched holds the file, naming the file and every place searched.
+        ModelNotFoundError: If no folder searched holds the file, naming the file and every place searched.
     """
     name, entries = link_target(spec)
     if folder is None:
@@ -90,7 +90,7 @@ def resolve(spec: Any, folder: Path | None) -> Path:
             "compiled from beside it." if compiled else "")
     skipped = [e for e in entries if e.startswith("$")]
     bundles = f" Skipped {', '.join(skipped)}: app bundles exist only on Apple's systems." if skipped else ""
-    raise ModelFileError(f"The linked model '{name}' is not in any folder searched; looked for "
+    raise ModelNotFoundError(f"The linked model '{name}' is not in any folder searched; looked for "
                          f"{', '.join(str(p) for p in tried)}.{hint}{bundles} Put the file there or fix "
                          "linkedModelSearchPath.")
 

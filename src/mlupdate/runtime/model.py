@@ -13,7 +13,7 @@ from mlupdate.models import PROGRAMS, program_for
 from mlupdate.models.linked import LinkContext
 from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
-from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
+from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, resolve_spec, write_spec
 from mlupdate.spec.params import ParameterDescription, update_parameters
 from mlupdate.spec.validate import check_model_type
 
@@ -182,14 +182,15 @@ def _executor_attr(program: Any, attr: str) -> str:
     return "numpy" if attr == "name" else "cpu"
 
 
-def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scale: str = "center_crop",
-         executor: str = "auto", threads: int | None = None) -> Model:
-    """Load a ``.mlmodel`` file, validate it once and compile it.
+def load(model: str | os.PathLike[str] | ModelSpec | Any, compute_units: str = "all",
+         crop_and_scale: str = "center_crop", executor: str = "auto", threads: int | None = None) -> Model:
+    """Load a model, validate it once and compile it.
 
     Args:
-        path: The ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
-            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.models`), or a pipeline).
-            Linked models are looked for from the file's folder (:mod:`mlupdate.models.linked`).
+        model: A ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
+            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.kinds`), or a pipeline), a
+            protobuf ``Model_pb2.Model`` spec, a coremltools ``MLModel`` or an :class:`mlupdate.Model` (each
+            copied). Linked models are looked for from the file's folder.
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
         executor: ``auto``, or force ``onnxruntime`` / ``torch``.
@@ -199,10 +200,15 @@ def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scal
         The loaded model.
 
     Raises:
-        ModelFileError: Not a model file, unreadable or truncated.
+        ModelFileError: Not a model file, unreadable or truncated (``ModelNotFoundError`` for a missing file,
+            ``ModelTypeError`` for an object that is no model).
         UnsupportedModelError: mlProgram or another type mlupdate cannot run.
         UnsupportedLayerError: A layer kind mlupdate does not implement.
         SpecError: An inconsistent spec (missing blobs, wrong weight counts).
     """
-    return Model(read_spec(path), compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
+    if isinstance(model, str | os.PathLike):
+        spec, path = read_spec(model), model
+    else:
+        spec, path = resolve_spec(model), getattr(model, "path", None) if isinstance(model, Model) else None
+    return Model(spec, compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
                  executor=executor, threads=threads, copy=False)
