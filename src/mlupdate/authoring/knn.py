@@ -18,8 +18,8 @@ import numpy as np
 from mlupdate.errors import AuthoringError, ModelFileError
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import Model_pb2, read_spec, resolve_spec
+from mlupdate.spec.model_types import UPDATABLE_SPEC_VERSION
 
-KNN_SPEC_VERSION = 4
 WEIGHTINGS = ("uniform", "inverse_distance")
 INDEXES = ("linear", "kd_tree")
 _FLOAT32 = Model_pb2.ArrayFeatureType.FLOAT32
@@ -70,7 +70,7 @@ def knn_classifier(dimensions: int, k: int = 3, weighting: str = "uniform", inde
                              "non-empty names (the probabilities output is output_name + 'Probs').")
 
     spec = Model_pb2.Model()
-    spec.specificationVersion = KNN_SPEC_VERSION
+    spec.specificationVersion = UPDATABLE_SPEC_VERSION
     spec.isUpdatable = True
     knn = spec.kNearestNeighborsClassifier
     knn.nearestNeighborsIndex.numberOfDimensions = dimensions
@@ -206,7 +206,7 @@ def pipeline_classifier(feature_extractor: Any, knn: Any) -> Model:
     del fx.description.trainingInput[:]
     kn.isUpdatable = True
     spec = Model_pb2.Model()
-    spec.specificationVersion = max(KNN_SPEC_VERSION, fx.specificationVersion, kn.specificationVersion)
+    spec.specificationVersion = max(UPDATABLE_SPEC_VERSION, fx.specificationVersion, kn.specificationVersion)
     spec.isUpdatable = True
     d = spec.description
     d.input.extend(fx.description.input)

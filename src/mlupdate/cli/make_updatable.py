@@ -124,10 +124,11 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_lines(spec: Any) -> list[str]:
     """What coremltools' inspect_updatable_layers / inspect_loss_layers / inspect_optimizer print."""
-    from mlupdate.authoring.netgraph import kind_of, network
+    from mlupdate.authoring.netgraph import kind_of
     from mlupdate.authoring.optimizers import summarize_optimizer
+    from mlupdate.spec.model_types import network_of
 
-    nn = network(spec)
+    nn = network_of(spec)
     up = nn.updateParams
     lines = ["Updatable layers:"]
     for layer in nn.layers:

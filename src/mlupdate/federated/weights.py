@@ -15,14 +15,14 @@ import numpy as np
 
 from mlupdate.errors import NotUpdatableError, UpdateError
 from mlupdate.layers.weights import set_weights, weight_array
-from mlupdate.runtime.network import network_of
 from mlupdate.spec.io import copy_spec
+from mlupdate.spec.model_types import NN_TYPES, network_of
 
 KINDS = ("convolution", "innerProduct")
 
 
 def _layers(spec: Any) -> list[Any]:
-    if spec.WhichOneof("Type") not in ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor"):
+    if spec.WhichOneof("Type") not in NN_TYPES:
         raise NotUpdatableError(f"Federated updates need a neural-network model; this one is a "
                                 f"{spec.WhichOneof('Type')}. Use mlupdate update for k-NN models and pipelines.")
     layers = [layer for layer in network_of(spec).layers if layer.isUpdatable]

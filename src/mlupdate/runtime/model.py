@@ -5,61 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mlupdate.errors import FeatureError, ImageError
 from mlupdate.features.images import CROP_AND_SCALE
-from mlupdate.models import PROGRAMS, program_for
-from mlupdate.models.linked import LinkContext
+from mlupdate.kinds import Build, build_program
+from mlupdate.kinds.linked import LinkContext
 from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, resolve_spec, write_spec
 from mlupdate.spec.params import ParameterDescription, update_parameters
-from mlupdate.spec.validate import check_model_type
-
-
-class Program(Protocol):
-    """What every model kind compiles to."""
-
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict each example."""
-        ...
-
-
-def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, executor: str = "auto",
-                  threads: int | None = None, links: LinkContext | None = None) -> Any:
-    """Compile a validated spec into the program that runs it.
-
-    Args:
-        spec: The model's specification.
-        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
-        cache_key: Key of the compiled-network cache (None: no cache).
-        executor: ``auto``, ``onnxruntime`` or ``torch``.
-        threads: CPU threads the executor uses (None: one per core).
-        links: Where linked models are looked for and the ones built so far in this load (see
-            :mod:`mlupdate.models.linked`); None for a spec not read from a file.
-    """
-    kind = check_model_type(spec)
-    if kind.startswith("neuralNetwork"):
-        from mlupdate.runtime.network import NetworkProgram
-
-        return NetworkProgram(spec, compute_units, cache_key, executor, threads)
-    if kind == "kNearestNeighborsClassifier":
-        from mlupdate.runtime.knn import KNNProgram
-
-        return KNNProgram(spec)
-    if kind in PROGRAMS:
-        return program_for(spec)
-    if kind == "linkedModel":
-        from mlupdate.models.linked import LinkedProgram
-
-        def build(linked: ModelSpec, key: str, context: LinkContext) -> Any:
-            return build_program(linked, compute_units, key, executor, threads, context)
-
-        return LinkedProgram(spec, links or LinkContext(None), build)
-    from mlupdate.runtime.pipeline import PipelineProgram
-
-    return PipelineProgram(spec, compute_units, cache_key, executor, threads, links)
 
 
 class Model:
@@ -91,7 +46,7 @@ class Model:
         self.path = Path(path) if path is not None else None
         key = content_key(self._spec)
         links = LinkContext(self.path.resolve().parent) if self.path is not None else None
-        self._program = build_program(self._spec, compute_units, key, executor, threads, links)
+        self._program = build_program(self._spec, Build(compute_units, key, executor, threads, links))
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
 

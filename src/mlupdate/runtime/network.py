@@ -12,13 +12,13 @@ import numpy as np
 from mlupdate.errors import ExportError, FeatureError, SpecError, UnsupportedModelError
 from mlupdate.features.arrays import check_array, image_blob, to_blob
 from mlupdate.spec.description import Description, FeatureDescription
+from mlupdate.spec.model_types import network_of
 
 if TYPE_CHECKING:  # torch is imported only to compile, update or run on CUDA
     import torch
 
     from mlupdate.graph import Graph
 
-NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 EXACT_ARRAY_MAPPING = 1
 RANK4_IMAGE_MAPPING = 1
 CHUNK = 32  # examples per forward pass of predict_batch and of an update's frozen part
@@ -36,7 +36,12 @@ def is_nd(nn_msg: Any) -> bool:
 
 
 def is_compiled(spec: Any) -> bool:
-    """Whether a neural network's ONNX export is in the cache: it loaded before, so it loads (no torch needed)."""
+    """Whether a neural network's ONNX export is in the cache: it loaded before, so it loads (no torch needed).
+
+    False for a spec of another type.
+    """
+    if network_of(spec) is None:
+        return False
     from mlupdate.runtime import cache
 
     flexible = flexible_images(list(Description.from_spec(spec).inputs.values()))
@@ -58,11 +63,6 @@ def cached_export(key: str, flexible: tuple[int, ...]) -> tuple[Path, bool] | No
 def flexible_images(inputs: Sequence[FeatureDescription]) -> tuple[int, ...]:
     """The indexes of the image inputs with flexible sizes (their export has dynamic height and width)."""
     return tuple(i for i, f in enumerate(inputs) if f.image_constraint and f.image_constraint.flexible)
-
-
-def network_of(spec: Any) -> Any:
-    """The ``NeuralNetwork*`` message of a neural-network spec."""
-    return getattr(spec, spec.WhichOneof("Type"))
 
 
 class NetworkProgram:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlupdate.errors import ParameterError
+from mlupdate.spec.model_types import PIPELINE_TYPES, pipeline_of
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ def optimizer_of(update_params: Any) -> tuple[str | None, Any]:
 def update_parameters(spec: Any) -> dict[str, ParameterDescription]:
     """The update parameters a model declares (neural network, k-NN, or the last model of a pipeline)."""
     kind = spec.WhichOneof("Type")
-    if kind in ("pipeline", "pipelineClassifier", "pipelineRegressor"):
-        pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
+    if kind in PIPELINE_TYPES:
+        pipe = pipeline_of(spec)
         return update_parameters(pipe.models[-1]) if pipe.models else {}
     if kind == "kNearestNeighborsClassifier":
         k = spec.kNearestNeighborsClassifier.numberOfNeighbors

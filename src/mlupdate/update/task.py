@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from mlupdate.errors import Error, NotUpdatableError, ParameterError, UpdateError
+from mlupdate.kinds import UpdateRequest, update_job
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import folder_of, resolve_spec, write_spec
-from mlupdate.spec.validate import check_model_type
 from mlupdate.update import parameters as params
 from mlupdate.update.data import as_examples
 
@@ -120,25 +120,6 @@ class _Cancelled(Exception):
     pass
 
 
-def _make_job(spec: Any, values: dict[str, Any], units: str, crop: str, examples: list[Any],
-              frozen_cache: bool, folder: Path | None = None) -> Any:
-    kind = check_model_type(spec)
-    if kind.startswith("neuralNetwork"):
-        from mlupdate.update.trainer import NetworkUpdate
-
-        return NetworkUpdate(spec, values, units, crop, examples, frozen_cache)
-    if kind == "kNearestNeighborsClassifier":
-        from mlupdate.update.knn import KNNUpdate
-
-        return KNNUpdate(spec, values, examples)
-    if not kind.startswith("pipeline"):  # Core ML updates only networks, k-NNs and pipelines of them
-        raise NotUpdatableError(f"A {kind} model cannot be updated: Core ML's MLUpdateTask updates neural "
-                                "networks, k-NN classifiers and pipelines ending in one.")
-    from mlupdate.update.pipeline import PipelineUpdate
-
-    return PipelineUpdate(spec, values, units, crop, examples, frozen_cache, folder)
-
-
 def refuse_invalid(spec: Any, folder: Path | None = None) -> None:
     """Refuse a model that Core ML's validator would not compile as updatable (lint's errors).
 
@@ -197,8 +178,8 @@ class UpdateTask:
             raise ParameterError("Give the completion handler once: either completion_handler= or in ProgressHandlers.")
         self._completion = completion_handler or self.progress_handlers.completion_handler
         self._descs = params.descriptions(spec)
-        self._job = _make_job(spec, values, self.compute_units, self.crop_and_scale, as_examples(training_data),
-                              _frozen_cache, folder)
+        self._job = update_job(spec, UpdateRequest(values, self.compute_units, self.crop_and_scale,
+                                                   as_examples(training_data), _frozen_cache, folder))
         self._state = "suspended"
         self._error: Error | None = None
         self._cancel = False

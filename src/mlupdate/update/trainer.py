@@ -21,8 +21,9 @@ import torch
 from mlupdate.errors import NotUpdatableError, UpdateError
 from mlupdate.layers.weights import set_weights
 from mlupdate.runtime.executors import make_executor
-from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram, network_of
+from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram
 from mlupdate.spec.io import copy_spec
+from mlupdate.spec.model_types import network_of
 from mlupdate.spec.params import optimizer_of
 from mlupdate.update.data import annotate, require_features
 from mlupdate.update.losses import as_rows, loss_of, set_classes
