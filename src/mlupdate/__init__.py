@@ -28,8 +28,7 @@ from mlupdate.errors import (
 from mlupdate.features.images import ImageConstraint
 from mlupdate.runtime.model import Model, load
 from mlupdate.spec.description import Description, FeatureDescription
-
-__version__ = "0.1.0"
+from mlupdate.version import __version__ as __version__
 
 # Names that live in heavier modules are imported on first use (keeps `import mlupdate` fast).
 _LAZY = {

@@ -204,7 +204,8 @@ def compile_layers(layers: Sequence[Any], available: Iterable[str], nd: bool) ->
         seen_names.add(layer.name)
         key = f"l{i}"
         try:
-            module = build_layer(layer, BuildContext(nd=nd, available=frozenset(produced), inputs=tuple(layer.input)))
+            module = build_layer(layer, BuildContext(nd=nd, available=frozenset(produced), inputs=tuple(layer.input),
+                                                     compile_layers=compile_layers, run_node=run_node))
         except Error:
             raise
         except Exception as exc:  # noqa: BLE001 - parameters no builder check anticipated are still the file's fault

@@ -52,12 +52,17 @@ class BuildContext:
         name: Name of the layer being built (for error messages).
         available: Blobs produced before this layer (nested networks of control-flow layers read them).
         inputs: The layer's input blob names (their count selects the dynamic variants of some kinds).
+        compile_layers: ``compile_layers(layers, available, nd) -> (nodes, modules)``: compiles the nested
+            networks of control-flow layers (the graph's own compiler, handed down so layers never import it).
+        run_node: ``run_node(node, module, env, n)``: runs one compiled node of such a nested network.
     """
 
     nd: bool = True
     name: str = ""
     available: frozenset[str] = frozenset()
     inputs: tuple[str, ...] = ()
+    compile_layers: Callable[..., Any] | None = None
+    run_node: Callable[..., Any] | None = None
 
 
 Builder = Callable[[Any, BuildContext], nn.Module]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mlupdate.errors import LayerError, ParameterError
+from mlupdate.version import __version__
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
 EXECUTORS = ("auto", "onnxruntime", "torch")
@@ -55,8 +56,6 @@ def artifact_name(key: str, batched: bool, dynamic_hw: tuple[int, ...] = ()) -> 
         batched: Whether the export has a dynamic examples axis.
         dynamic_hw: Inputs (by index) with flexible image sizes.
     """
-    from mlupdate import __version__
-
     text = f"{key}|{__version__}|{torch_version()}|{EXPORT_VERSION}|{batched}|{list(dynamic_hw)}"
     return hashlib.sha256(text.encode()).hexdigest()[:32] + ".onnx"
 
