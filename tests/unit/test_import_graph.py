@@ -1,8 +1,10 @@
 """The import graph of ``src/mlupdate``: arrows point only down the layers, and there are no cycles.
 
 The graph is read with ``ast`` from the source, counting imports inside functions too (they run, later);
-imports under ``if TYPE_CHECKING:`` are left out (they never run). ``from a import b`` is an arrow to the
-module ``a.b`` when there is one, else to ``a``. The layer order is the one docs/architecture.md describes.
+imports under ``if TYPE_CHECKING:`` are left out (they never run), and so is a module's import of its own
+enclosing package (Python has run the package's ``__init__`` before any module inside it: the registries'
+families import ``register`` from it). ``from a import b`` is an arrow to the module ``a.b`` when there is
+one, else to ``a``. The layer order is the one docs/architecture.md describes.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def graph(src: Path = SRC) -> dict[str, set[str]]:
             for target in targets:
                 while target and target not in mods:  # `import a.b.c` of a name inside a module
                     target = target.rpartition(".")[0]
-                if target and target != name:
+                if target and target != name and not name.startswith(target + "."):
                     edges[name].add(target)
     return edges
 
@@ -153,7 +155,8 @@ def test_the_graph_sees_function_level_and_relative_imports(tmp_path):
     (pkg / "errors.py").write_text("def f():\n    from mlupdate.sub import b\n")
     (pkg / "sub" / "__init__.py").write_text("from . import b\n")
     (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import mlupdate.cli\n"
-                                      "import mlupdate.errors\n")
+                                      "import mlupdate.errors\nfrom mlupdate.sub import b as again\n"
+                                      "from mlupdate import sub\n")
     edges = graph(tmp_path)
     assert edges == {"mlupdate": set(), "mlupdate.errors": {"mlupdate.sub.b"}, "mlupdate.sub": {"mlupdate.sub.b"},
                      "mlupdate.sub.b": {"mlupdate.errors"}}
