@@ -14,6 +14,7 @@ from mlupdate.errors import (
     FeatureError,
     ImageError,
     LayerError,
+    MissingDependencyError,
     ModelFileError,
     ModelNotFoundError,
     ModelTypeError,
@@ -60,7 +61,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AuthoringError", "ConversionError", "Description", "Error", "ExportError", "FeatureDescription",
-    "FeatureError", "ImageConstraint", "ImageError", "LayerError", "Model", "ModelFileError", "ModelNotFoundError",
+    "FeatureError", "ImageConstraint", "ImageError", "LayerError", "MissingDependencyError", "Model", "ModelFileError",
+    "ModelNotFoundError",
     "ModelTypeError", "NotUpdatableError",
     "ParameterError", "SpecError", "TrainingDataError", "UnsupportedLayerError", "UnsupportedModelError",
     "UpdateError", "load", *_LAZY,

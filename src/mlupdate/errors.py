@@ -72,5 +72,9 @@ class ConversionError(Error, ValueError):
     """A PyTorch or Keras model could not be converted to a Core ML neural network."""
 
 
+class MissingDependencyError(Error, ImportError):
+    """A command or feature needs an optional dependency (an extra) that is not installed; names the extra."""
+
+
 class ExportError(Error, RuntimeError):
     """The compiled graph could not be exported to ONNX (mlupdate then falls back to PyTorch)."""

@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 #: The layers, lowest first; a module may import its own layer and those below. A module belongs to the
 #: layer of the longest name listed that it is, or is inside of.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("mlupdate.errors", "mlupdate.version"),
+    ("mlupdate.errors", "mlupdate.version", "mlupdate.extras"),
     ("mlupdate.features",),
     ("mlupdate.spec",),
     ("mlupdate.layers", "mlupdate.ops", "mlupdate.models"),

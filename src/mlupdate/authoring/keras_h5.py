@@ -22,6 +22,7 @@ import numpy as np
 
 from mlupdate.authoring.keras_layers import CONVERTERS, FUSED_ACTIVATION, SKIPPED, KerasOp, activation_name, output_rank
 from mlupdate.errors import ConversionError
+from mlupdate.extras import require
 from mlupdate.runtime.model import Model
 
 
@@ -35,8 +36,7 @@ def read_h5(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, lis
     Raises:
         ConversionError: If the file is missing, not HDF5, or holds weights only.
     """
-    import h5py
-
+    h5py = require("h5py", "keras", "Reading Keras .h5 files")
     p = Path(path)
     if not p.is_file():
         raise ConversionError(f"No Keras file at {p}: check the path.")

@@ -131,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     import mlupdate
     from mlupdate.spec.io import read_spec
 
+    if args.plot:  # before the update, not after it
+        from mlupdate.extras import require
+
+        require("matplotlib", "plot", "mlupdate update --plot")
     if Path(args.out).resolve() == Path(args.model).resolve():
         raise mlupdate.UpdateError("--out must differ from MODEL: mlupdate never overwrites the source model.")
     spec = read_spec(args.model)
