@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -81,6 +80,7 @@ print("UPDATED", type(ctx.model).__name__)
 
 
 def test_pyproject_declares_the_extras_and_all_of_them():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     assert {"app", "plot", "keras", "demo", "federated", "all"} <= set(extras)
