@@ -46,6 +46,6 @@ def require(module: str, extra: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{what} needs {module}, which is not installed ({exc}). It comes with the '{extra}' extra: "
-            f"{install_hint(extra)} (or {install_hint('all')} for every extra)."
+            f"{what} needs {module}, which is not installed ({exc}). It comes with the '{extra}' extra, for "
+            f"{EXTRAS[extra]}: {install_hint(extra)} (or {install_hint('all')} for every extra)."
         ) from None

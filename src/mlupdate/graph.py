@@ -72,6 +72,10 @@ class Graph(nn.Module):
         self.all_nodes = tuple(nodes)  # every compiled layer, also those no output of this graph needs
         self.nodes = tuple(_prune(nodes, self.input_names, self.output_names))
 
+    def preprocessed(self, name: str) -> bool:
+        """Whether the input ``name`` passes through preprocessing (an image's scale and bias) first."""
+        return name in self._pre_names
+
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         env: dict[str, torch.Tensor] = {}
         for name, value in zip(self.input_names, args, strict=True):

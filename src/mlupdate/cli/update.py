@@ -191,7 +191,7 @@ class _Bar:
 
         p = ctx.parameters
         if ctx.event == "training_begin":
-            n = len(ctx.task._job.examples)
+            n = ctx.task.example_count
             per = -(-n // int(p.get("mini_batch_size") or n))
             self.bar = tqdm(total=per * int(p.get("epochs") or 1), unit="batch", desc="update")
             return

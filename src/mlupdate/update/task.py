@@ -26,7 +26,6 @@ from mlupdate.update import parameters as params
 from mlupdate.update.data import as_examples
 
 EVENTS = ("training_begin", "epoch_end", "mini_batch_end")
-STATES = ("suspended", "running", "cancelling", "completed", "failed")
 Handler = Callable[["UpdateContext"], None]
 
 
@@ -256,6 +255,11 @@ class UpdateTask:
                 return
         self._finish(None, UpdateError("The update was cancelled before it started."))
 
+    @property
+    def example_count(self) -> int:
+        """How many training examples the task updates on (for progress bars: mini-batches per epoch)."""
+        return len(self._job.examples)
+
     def validate(self) -> int:
         """Check every example fully (decoding images) without training; returns the example count.
 
@@ -265,7 +269,7 @@ class UpdateTask:
         validate = getattr(self._job, "validate", None)
         if validate is not None:
             validate()
-        return len(self._job.examples)
+        return self.example_count
 
     # -- the frozen part, for callers that run many tasks on the same examples (federated nodes) ----
     def _network_job(self, what: str) -> Any:

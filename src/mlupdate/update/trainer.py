@@ -155,7 +155,7 @@ class NetworkUpdate:
 
     def precompute(self, control: Control | None = None) -> None:
         """Decode every example and run the frozen part once (chunks of ``CHUNK``), caching its outputs."""
-        trivial = not self.frozen.nodes and all(b not in self.frozen._pre_names for b in self.boundary)
+        trivial = not self.frozen.nodes and not any(self.frozen.preprocessed(b) for b in self.boundary)
         executor = None
         if self.frozen_cache and not trivial:
             # the frozen part runs on its own copy of the modules: moving it to a device never moves
@@ -281,5 +281,4 @@ class NetworkUpdate:
             if not torch.isfinite(p).all():
                 raise UpdateError("The updated weights hold NaN or infinity: lower the learning rate.")
         self._spec_with(self._weights(), self.spec)
-        self.final_loss = loss_value
         return self.spec
