@@ -203,11 +203,12 @@ def convert_keras(path: str | os.PathLike[str], *, input_name: str = "image",
 
 def _declare_output_shape(spec: Any, name: str) -> None:
     """Declare the output shape (``[D]`` or ``[C, H, W]``, as the old converter did) by running the network once."""
+    from mlupdate.runtime.execution import TORCH_CPU
     from mlupdate.runtime.network import NetworkProgram
 
     out = next(o for o in spec.description.output if o.name == name)
     del out.type.multiArrayType.shape[:]
-    prog = NetworkProgram(spec, "cpu_only", None, "torch")
+    prog = NetworkProgram(spec, TORCH_CPU)
     c, h, w = prog.run(prog.sample_inputs())[name].shape[-3:]
     out.type.multiArrayType.shape.extend([c] if h == w == 1 else [c, h, w])
 

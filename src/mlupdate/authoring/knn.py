@@ -153,9 +153,10 @@ def _output_size(spec: Any, name: str) -> int:
     kind = spec.WhichOneof("Type")
     if not (kind or "").startswith("neuralNetwork"):
         raise AuthoringError(f"The feature extractor is a {kind}; it must be a neural network producing '{name}'.")
+    from mlupdate.runtime.execution import TORCH_CPU
     from mlupdate.runtime.network import NetworkProgram
 
-    prog = NetworkProgram(spec, "cpu_only", None, "torch")
+    prog = NetworkProgram(spec, TORCH_CPU)
     blobs = prog.run(prog.sample_inputs())
     if name not in blobs:
         raise AuthoringError(f"The feature extractor declares output '{name}' but computes no such blob.")

@@ -15,6 +15,7 @@ from mlupdate.authoring.lint_rules import Problem
 from mlupdate.errors import Error
 from mlupdate.kinds import Build, build_program, lint_model
 from mlupdate.kinds.linked import LinkContext
+from mlupdate.runtime.execution import TORCH_CPU
 from mlupdate.runtime.network import is_compiled
 from mlupdate.spec.io import folder_of, resolve_spec
 
@@ -59,7 +60,7 @@ def _load_problem(spec: Any, folder: Path | None) -> Problem | None:
     if is_compiled(spec):
         return None
     try:
-        build_program(spec, Build("cpu_only", None, executor="torch", links=LinkContext(folder)))
+        build_program(spec, Build(TORCH_CPU, None, LinkContext(folder)))
     except Error as exc:
         return Problem("error", "load", f"mlupdate cannot load this model: {exc}")
     return None

@@ -21,7 +21,7 @@ from mlupdate.update.pipeline import LazyNetworkUpdate
 def _program(spec: Any, build: Build) -> Any:
     from mlupdate.runtime.network import NetworkProgram  # keeps numpy-only model types light to load
 
-    return NetworkProgram(spec, build.compute_units, build.cache_key, build.executor, build.threads)
+    return NetworkProgram(spec, build.execution, build.cache_key)
 
 
 def _check_classifier(spec: Any, where: str) -> None:
@@ -32,7 +32,7 @@ def _check_classifier(spec: Any, where: str) -> None:
 def _update(spec: Any, request: UpdateRequest) -> Any:
     from mlupdate.update.trainer import NetworkUpdate  # torch: only when an update is made
 
-    return NetworkUpdate(spec, request.values, request.compute_units, request.crop_and_scale,
+    return NetworkUpdate(spec, request.values, request.execution, request.crop_and_scale,
                          list(request.examples), request.frozen_cache)
 
 
@@ -42,7 +42,7 @@ def _stage_update(spec: Any, request: UpdateRequest, pipeline: Any,
 
     training = Description.from_spec(pipeline).training_inputs
     require_features(request.examples, [f for f in training.values() if f.type != "image"], list(training))
-    return LazyNetworkUpdate(spec, request.values, request.compute_units, request.crop_and_scale,
+    return LazyNetworkUpdate(spec, request.values, request.execution, request.crop_and_scale,
                              request.frozen_cache, features)
 
 

@@ -51,7 +51,7 @@ def _check(spec: Any, where: str) -> None:
 
 
 def _update(spec: Any, request: UpdateRequest) -> Any:
-    stages = Build(request.compute_units, None, links=LinkContext(request.folder))
+    stages = Build(request.execution, None, LinkContext(request.folder))
 
     def last_job(features: Callable[[], list[dict[str, Any]]]) -> Any:
         last = pipeline_of(spec).models[-1]

@@ -13,24 +13,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mlupdate.runtime.execution import Execution
+
 
 @dataclass(frozen=True)
 class Build:
     """How the programs of one load are built.
 
     Attributes:
-        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all`` (validated by the caller).
+        execution: Where networks run (units, executor, threads), decided once by the caller.
         cache_key: Key of the compiled-network cache (None: no cache).
-        executor: ``auto``, ``onnxruntime`` or ``torch``.
-        threads: CPU threads the executor uses (None: one per core).
         links: Where linked models are looked for and the ones built so far in this load
             (:class:`mlupdate.kinds.linked.LinkContext`); None for a spec not read from a file.
     """
 
-    compute_units: str = "all"
+    execution: Execution = Execution()
     cache_key: str | None = None
-    executor: str = "auto"
-    threads: int | None = None
     links: Any = None
 
     def stage(self, index: int) -> Build:
@@ -44,7 +42,7 @@ class UpdateRequest:
 
     Attributes:
         values: The update parameters in use (``learning_rate``, ``epochs``, ...).
-        compute_units: Where the frozen part runs.
+        execution: Where the frozen part runs.
         crop_and_scale: How images of another size are fitted.
         examples: The training examples.
         frozen_cache: False recomputes the whole network in torch every step (the reference path).
@@ -52,7 +50,7 @@ class UpdateRequest:
     """
 
     values: Mapping[str, Any]
-    compute_units: str
+    execution: Execution
     crop_and_scale: str
     examples: Sequence[Any]
     frozen_cache: bool = True

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlupdate.errors import FeatureError, ImageError
-from mlupdate.features.images import CROP_AND_SCALE
+from mlupdate.errors import FeatureError
 from mlupdate.kinds import Build, build_program
 from mlupdate.kinds.linked import LinkContext
 from mlupdate.runtime.cache import content_key
+from mlupdate.runtime.execution import Execution, check_crop_and_scale
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, resolve_spec, write_spec
 from mlupdate.spec.params import ParameterDescription, update_parameters
@@ -38,15 +38,14 @@ class Model:
     def __init__(self, spec: ModelSpec, *, compute_units: str = "all", crop_and_scale: str = "center_crop",
                  path: str | os.PathLike[str] | None = None, executor: str = "auto",
                  threads: int | None = None, copy: bool = True) -> None:
-        if crop_and_scale not in CROP_AND_SCALE:
-            raise ImageError(f"crop_and_scale must be one of {', '.join(CROP_AND_SCALE)}, got {crop_and_scale!r}.")
+        self.crop_and_scale = check_crop_and_scale(crop_and_scale)
+        self.execution = Execution(compute_units, executor, threads)  # validated once, here
         self._spec = copy_spec(spec) if copy else spec
         self.compute_units = compute_units
-        self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
         key = content_key(self._spec)
         links = LinkContext(self.path.resolve().parent) if self.path is not None else None
-        self._program = build_program(self._spec, Build(compute_units, key, executor, threads, links))
+        self._program = build_program(self._spec, Build(self.execution, key, links))
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from mlupdate.errors import ExportError, FeatureError, SpecError, UnsupportedModelError
 from mlupdate.features.arrays import check_array, image_blob, to_blob
+from mlupdate.runtime.execution import Execution
 from mlupdate.spec.description import Description, FeatureDescription
 from mlupdate.spec.model_types import network_of
 
@@ -70,14 +71,11 @@ class NetworkProgram:
 
     Args:
         spec: A ``Model_pb2.Model`` of a neural-network type (validated by the caller).
-        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
+        execution: Where it runs (units, executor, threads), validated by the caller.
         cache_key: Identifies the model's bytes for the on-disk ONNX cache (None: no disk cache).
-        executor: ``auto``, ``onnxruntime`` or ``torch``.
-        threads: CPU threads of the executor (None: one per core).
     """
 
-    def __init__(self, spec: Any, compute_units: str = "all", cache_key: str | None = None,
-                 executor: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, spec: Any, execution: Execution, cache_key: str | None = None) -> None:
         self.spec = spec
         self.desc = Description.from_spec(spec)
         nn_msg = network_of(spec)
@@ -90,7 +88,7 @@ class NetworkProgram:
         self.flexible_images = flexible_images(self.inputs)
         self._graph: Graph | None = None
         self.batched = True
-        compiled = self._compiled(cache_key, compute_units, executor, threads)
+        compiled = self._compiled(cache_key, execution)
         if compiled is not None:
             self.executor: Any = compiled
             return
@@ -103,8 +101,8 @@ class NetworkProgram:
         # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
         exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
         # two examples when batched: a layer that reaches into the examples axis fails at load, not later
-        self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), compute_units,
-                                      self.batched, cache_key, executor, self.flexible_images, exportable, threads)
+        self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), execution,
+                                      self.batched, cache_key, self.flexible_images, exportable)
 
     @property
     def graph(self) -> Graph:
@@ -119,22 +117,20 @@ class NetworkProgram:
             self._graph.eval()
         return self._graph
 
-    def _compiled(self, cache_key: str | None, compute_units: str, executor: str,
-                  threads: int | None) -> Any:
+    def _compiled(self, cache_key: str | None, execution: Execution) -> Any:
         """The model's ONNX export from the cache on onnxruntime, when that is what would run (no torch)."""
-        from mlupdate.runtime.onnx_session import OnnxExecutor, check_options, cuda_possible
+        from mlupdate.runtime.onnx_session import OnnxExecutor
 
-        check_options(compute_units, executor, threads)
-        if cache_key is None or executor == "torch" or any(f.flexible for f in self.inputs):
+        if cache_key is None or execution.executor == "torch" or any(f.flexible for f in self.inputs):
             return None
-        if executor == "auto" and compute_units != "cpu_only" and cuda_possible():
+        if execution.cuda:  # the torch graph runs on CUDA
             return None
         found = cached_export(cache_key, self.flexible_images)
         if found is None:
             return None
         path, batched = found
         try:
-            session = OnnxExecutor(path, threads, self._diagnose)
+            session = OnnxExecutor(path, execution.threads, self._diagnose)
         except ExportError:  # evicted meanwhile, or unreadable: compile again
             return None
         self.batched = batched

@@ -98,9 +98,9 @@ class LazyNetworkUpdate:
     which happens in the task's thread, not when the task is created.
     """
 
-    def __init__(self, spec: Any, values: Mapping[str, Any], units: str, crop: str, frozen_cache: bool,
+    def __init__(self, spec: Any, values: Mapping[str, Any], execution: Any, crop: str, frozen_cache: bool,
                  features: Any) -> None:
-        self._args = (spec, values, units, crop)
+        self._args = (spec, values, execution, crop)
         self._frozen_cache, self._features = frozen_cache, features
         self._job: Any = None
         self.last_metrics: dict[str, Any] = {}
@@ -109,8 +109,8 @@ class LazyNetworkUpdate:
         if self._job is None:
             from mlupdate.update.trainer import NetworkUpdate
 
-            spec, values, units, crop = self._args
-            self._job = NetworkUpdate(spec, values, units, crop, self._features(), self._frozen_cache)
+            spec, values, execution, crop = self._args
+            self._job = NetworkUpdate(spec, values, execution, crop, self._features(), self._frozen_cache)
         return self._job
 
     def validate(self) -> None:

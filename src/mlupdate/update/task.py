@@ -171,13 +171,14 @@ class UpdateTask:
         units = getattr(model_or_path, "compute_units", "all") if isinstance(model_or_path, Model) else "all"
         crop = getattr(model_or_path, "crop_and_scale", "center_crop") if isinstance(model_or_path, Model) \
             else "center_crop"
-        values, self.compute_units, self.crop_and_scale = params.resolve(spec, configuration, parameters, units, crop)
+        values, self.execution, self.crop_and_scale = params.resolve(spec, configuration, parameters, units, crop)
+        self.compute_units = self.execution.compute_units
         self.progress_handlers = progress_handlers or ProgressHandlers(set())
         if completion_handler is not None and self.progress_handlers.completion_handler is not None:
             raise ParameterError("Give the completion handler once: either completion_handler= or in ProgressHandlers.")
         self._completion = completion_handler or self.progress_handlers.completion_handler
         self._descs = params.descriptions(spec)
-        self._job = update_job(spec, UpdateRequest(values, self.compute_units, self.crop_and_scale,
+        self._job = update_job(spec, UpdateRequest(values, self.execution, self.crop_and_scale,
                                                    as_examples(training_data), _frozen_cache, folder))
         self._state = "suspended"
         self._error: Error | None = None

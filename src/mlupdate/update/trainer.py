@@ -20,6 +20,7 @@ import torch
 
 from mlupdate.errors import NotUpdatableError, UpdateError
 from mlupdate.layers.weights import set_weights
+from mlupdate.runtime.execution import TORCH_CPU, Execution
 from mlupdate.runtime.executors import make_executor
 from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram
 from mlupdate.spec.io import copy_spec
@@ -62,7 +63,7 @@ class NetworkUpdate:
     Args:
         spec: A private copy of the model's spec; updated in place at the end of ``train``.
         values: Resolved update parameters.
-        compute_units: Where the frozen part runs (``cpu_only``: onnxruntime).
+        execution: Where the frozen part runs (``cpu_only``: onnxruntime).
         crop_and_scale: How images of another size are fitted.
         examples: Training examples (feature dicts), checked here.
         frozen_cache: False recomputes the whole network in torch every step (the reference path).
@@ -72,10 +73,10 @@ class NetworkUpdate:
         TrainingDataError: Missing training inputs or bad labels.
     """
 
-    def __init__(self, spec: Any, values: Mapping[str, Any], compute_units: str, crop_and_scale: str,
+    def __init__(self, spec: Any, values: Mapping[str, Any], execution: Execution, crop_and_scale: str,
                  examples: Sequence[Mapping[str, Any]], frozen_cache: bool = True) -> None:
         not_updatable(spec)
-        self.spec, self.values, self.units, self.crop = spec, dict(values), compute_units, crop_and_scale
+        self.spec, self.values, self.execution, self.crop = spec, dict(values), execution, crop_and_scale
         self.examples, self.frozen_cache = examples, frozen_cache
         self.nn = network_of(spec)
         self.opt_kind, _ = optimizer_of(self.nn.updateParams)
@@ -83,7 +84,7 @@ class NetworkUpdate:
             raise NotUpdatableError("The model declares no optimizer; set SGD or Adam (mlupdate make-updatable).")
         if self.values.get("epochs") is None:
             raise NotUpdatableError("The model declares no epochs parameter; set one (mlupdate make-updatable).")
-        self.program = NetworkProgram(spec, "cpu_only", None, executor="torch")
+        self.program = NetworkProgram(spec, TORCH_CPU)
         if not self.program.batched:
             raise NotUpdatableError("mlupdate updates networks whose inputs carry a batch axis (images, or "
                                     "arrays whose first dimension is 1); this model's inputs do not.")
@@ -160,7 +161,7 @@ class NetworkUpdate:
         if self.frozen_cache and not trivial:
             # the frozen part runs on its own copy of the modules: moving it to a device never moves
             # the trainable head's parameters behind the optimizer's back
-            executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.units, True,
+            executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.execution, True,
                                      self.frozen_key())
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(self.examples), CHUNK):
