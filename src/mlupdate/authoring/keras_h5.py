@@ -23,7 +23,10 @@ import numpy as np
 from mlupdate.authoring.keras_layers import CONVERTERS, FUSED_ACTIVATION, SKIPPED, KerasOp, activation_name, output_rank
 from mlupdate.errors import ConversionError
 from mlupdate.extras import require
+from mlupdate.runtime.execution import TORCH_CPU
 from mlupdate.runtime.model import Model
+from mlupdate.runtime.network import NetworkProgram
+from mlupdate.spec.io import import_coremltools
 
 
 def _text(value: Any) -> str:
@@ -170,8 +173,6 @@ def convert_keras(path: str | os.PathLike[str], *, input_name: str = "image",
     Raises:
         ConversionError: An unreadable file, an unsupported layer, or invalid options.
     """
-    from mlupdate.spec.io import import_coremltools
-
     import_coremltools()
     from coremltools.models import datatypes
     from coremltools.models.neural_network import NeuralNetworkBuilder
@@ -203,9 +204,6 @@ def convert_keras(path: str | os.PathLike[str], *, input_name: str = "image",
 
 def _declare_output_shape(spec: Any, name: str) -> None:
     """Declare the output shape (``[D]`` or ``[C, H, W]``, as the old converter did) by running the network once."""
-    from mlupdate.runtime.execution import TORCH_CPU
-    from mlupdate.runtime.network import NetworkProgram
-
     out = next(o for o in spec.description.output if o.name == name)
     del out.type.multiArrayType.shape[:]
     prog = NetworkProgram(spec, TORCH_CPU)

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import AuthoringError, ModelFileError
+from mlupdate.runtime.execution import TORCH_CPU
 from mlupdate.runtime.model import Model
+from mlupdate.runtime.network import NetworkProgram
 from mlupdate.spec.io import Model_pb2, read_spec, resolve_spec
 from mlupdate.spec.model_types import UPDATABLE_SPEC_VERSION
 
@@ -153,9 +155,6 @@ def _output_size(spec: Any, name: str) -> int:
     kind = spec.WhichOneof("Type")
     if not (kind or "").startswith("neuralNetwork"):
         raise AuthoringError(f"The feature extractor is a {kind}; it must be a neural network producing '{name}'.")
-    from mlupdate.runtime.execution import TORCH_CPU
-    from mlupdate.runtime.network import NetworkProgram
-
     prog = NetworkProgram(spec, TORCH_CPU)
     blobs = prog.run(prog.sample_inputs())
     if name not in blobs:

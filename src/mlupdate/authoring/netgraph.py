@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlupdate.features.arrays import image_blob, to_blob
 from mlupdate.graph import Graph, compile_layers
 from mlupdate.runtime.network import is_nd  # noqa: F401 - re-exported for the authoring modules (ng.is_nd)
+from mlupdate.spec.description import FeatureDescription
 from mlupdate.spec.model_types import network_of
 
 # Layers Core ML can back-propagate through ([CT] NeuralNetworkValidatorGraph.hpp isLayerSupportedForBackprop).
@@ -124,9 +126,6 @@ def backprop_blocker(layers: Sequence[Any], losses: Sequence[tuple[str, str, str
 # -- running the network -----------------------------------------------------------------------------
 def sample_inputs(spec: Any, seed: int = 0, batch: int = 1) -> list[np.ndarray]:
     """Random inputs laid out as mlupdate's graph takes them (``batch`` examples on the leading axis)."""
-    from mlupdate.features.arrays import image_blob, to_blob
-    from mlupdate.spec.description import FeatureDescription
-
     nn = network_of(spec)
     nd = is_nd(nn)
     rng = np.random.default_rng(seed)

@@ -16,6 +16,7 @@ from typing import Any
 
 from mlupdate.authoring import netgraph as ng
 from mlupdate.authoring import repairs
+from mlupdate.authoring.lint import lint
 from mlupdate.authoring.optimizers import SGD, Adam
 from mlupdate.authoring.repairs import RepairWarning, convertible_matmul
 from mlupdate.errors import AuthoringError, NotUpdatableError, ParameterError
@@ -100,8 +101,6 @@ def make_updatable(model_or_path: str | os.PathLike[str] | Any, layers: Iterable
     up.epochs.defaultValue = epochs
     up.epochs.set.values.extend(allowed)
     spec.specificationVersion = max(spec.specificationVersion, UPDATABLE_SPEC_VERSION)
-
-    from mlupdate.authoring.lint import lint
 
     errors = [p for p in lint(spec) if p.severity == "error"]
     if errors:

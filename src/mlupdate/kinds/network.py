@@ -12,6 +12,7 @@ from typing import Any
 
 from mlupdate.errors import SpecError
 from mlupdate.kinds.registry import Build, Kind, UpdateRequest, register
+from mlupdate.runtime.network import NetworkProgram
 from mlupdate.spec.description import Description
 from mlupdate.spec.model_types import NN_TYPES, network_of
 from mlupdate.spec.params import optimizer_of, update_parameters
@@ -19,8 +20,6 @@ from mlupdate.update.pipeline import LazyNetworkUpdate
 
 
 def _program(spec: Any, build: Build) -> Any:
-    from mlupdate.runtime.network import NetworkProgram  # keeps numpy-only model types light to load
-
     return NetworkProgram(spec, build.execution, build.cache_key)
 
 

@@ -11,7 +11,9 @@ import numpy as np
 
 from mlupdate.errors import ExportError, FeatureError, SpecError, UnsupportedModelError
 from mlupdate.features.arrays import check_array, image_blob, to_blob
+from mlupdate.runtime import cache
 from mlupdate.runtime.execution import Execution
+from mlupdate.runtime.onnx_session import OnnxExecutor, artifact_name
 from mlupdate.spec.description import Description, FeatureDescription
 from mlupdate.spec.model_types import network_of
 
@@ -43,17 +45,12 @@ def is_compiled(spec: Any) -> bool:
     """
     if network_of(spec) is None:
         return False
-    from mlupdate.runtime import cache
-
     flexible = flexible_images(list(Description.from_spec(spec).inputs.values()))
     return cached_export(cache.content_key(spec), flexible) is not None
 
 
 def cached_export(key: str, flexible: tuple[int, ...]) -> tuple[Path, bool] | None:
     """The cached ONNX export of the model with content ``key``, and whether it is batched; None when absent."""
-    from mlupdate.runtime import cache
-    from mlupdate.runtime.onnx_session import artifact_name
-
     for batched in (True, False):  # a network exports batched unless a layer's shapes depend on values
         path = cache.path_of(artifact_name(key, batched, flexible))
         if path is not None:
@@ -119,8 +116,6 @@ class NetworkProgram:
 
     def _compiled(self, cache_key: str | None, execution: Execution) -> Any:
         """The model's ONNX export from the cache on onnxruntime, when that is what would run (no torch)."""
-        from mlupdate.runtime.onnx_session import OnnxExecutor
-
         if cache_key is None or execution.executor == "torch" or any(f.flexible for f in self.inputs):
             return None
         if execution.cuda:  # the torch graph runs on CUDA

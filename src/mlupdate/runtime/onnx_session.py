@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlupdate.errors import LayerError
+from mlupdate.errors import ExportError, LayerError
 from mlupdate.version import __version__
 
 #: Bumped whenever the export (graph, rewrite pass, held layouts) changes what an artifact holds.
@@ -93,8 +93,6 @@ class OnnxExecutor:
 
     def __init__(self, data: bytes | Path, threads: int | None, diagnose: Callable[[list[np.ndarray]], None]) -> None:
         import onnxruntime as ort
-
-        from mlupdate.errors import ExportError
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlupdate.errors import NotUpdatableError
+
 #: The neural-network types; their messages share the ``NeuralNetwork`` fields (layers, updateParams, ...).
 NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 #: The pipeline types; each holds a ``Pipeline`` message (``pipeline`` itself is one).
@@ -28,3 +30,12 @@ def pipeline_of(spec: Any) -> Any:
     if kind == "pipeline":
         return spec.pipeline
     return getattr(spec, kind).pipeline if kind in PIPELINE_TYPES else None
+
+
+def not_updatable(spec: Any) -> None:
+    """Raise ``NotUpdatableError`` unless the spec is marked updatable."""
+    if not spec.isUpdatable:
+        raise NotUpdatableError(
+            "The model is not updatable (isUpdatable is false). Make it updatable first: "
+            "mlupdate.make_updatable(model, [layer names]) or `mlupdate make-updatable`."
+        )

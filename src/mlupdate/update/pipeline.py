@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlupdate.errors import NotUpdatableError
-from mlupdate.spec.model_types import pipeline_of
+from mlupdate.spec.io import copy_spec
+from mlupdate.spec.model_types import not_updatable, pipeline_of
 
 
 class PipelineUpdate:
@@ -32,8 +33,6 @@ class PipelineUpdate:
     def __init__(self, spec: Any, values: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
                  build_stage: Callable[[Any], Any], crop_and_scale: str,
                  last_job: Callable[[Callable[[], list[dict[str, Any]]]], Any]) -> None:
-        from mlupdate.update.trainer import not_updatable
-
         not_updatable(spec)
         self.pipe = pipeline_of(spec)
         if not self.pipe.models[-1].isUpdatable:
@@ -64,8 +63,6 @@ class PipelineUpdate:
         """A function building the whole pipeline around a captured last model (handlers see the pipeline)."""
 
         def build() -> Any:
-            from mlupdate.spec.io import copy_spec
-
             whole = copy_spec(self.spec)
             pipeline_of(whole).models[-1].CopyFrom(last_spec())
             return whole

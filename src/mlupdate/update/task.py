@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlupdate.authoring.lint import lint
 from mlupdate.errors import Error, NotUpdatableError, ParameterError, UpdateError
 from mlupdate.kinds import UpdateRequest, update_job
 from mlupdate.runtime.model import Model
@@ -127,8 +128,6 @@ def refuse_invalid(spec: Any, folder: Path | None = None) -> None:
     Raises:
         NotUpdatableError: Listing every error lint finds.
     """
-    from mlupdate.authoring.lint import lint
-
     errors = [p for p in lint(spec, errors_only=True, folder=folder) if p.severity == "error"]
     if spec.isUpdatable and errors:
         listed = "\n".join(f"  - {p.message}" for p in errors)

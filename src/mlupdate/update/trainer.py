@@ -24,7 +24,7 @@ from mlupdate.runtime.execution import TORCH_CPU, Execution
 from mlupdate.runtime.executors import make_executor
 from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram
 from mlupdate.spec.io import copy_spec
-from mlupdate.spec.model_types import network_of
+from mlupdate.spec.model_types import network_of, not_updatable
 from mlupdate.spec.params import optimizer_of
 from mlupdate.update.data import annotate, require_features
 from mlupdate.update.losses import as_rows, loss_of, set_classes
@@ -46,15 +46,6 @@ class Control(Protocol):
     def check_cancel(self) -> None:
         """Raise if the task was cancelled."""
         ...
-
-
-def not_updatable(spec: Any) -> None:
-    """Raise ``NotUpdatableError`` unless the spec is marked updatable."""
-    if not spec.isUpdatable:
-        raise NotUpdatableError(
-            "The model is not updatable (isUpdatable is false). Make it updatable first: "
-            "mlupdate.make_updatable(model, [layer names]) or `mlupdate make-updatable`."
-        )
 
 
 class NetworkUpdate:
