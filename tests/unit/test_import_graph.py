@@ -25,10 +25,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mlupdate.runtime",),
     ("mlupdate.update", "mlupdate.authoring"),
     ("mlupdate.kinds",),
-    # The public API: what mlupdate/__init__ exports, dispatching through kinds/.
-    ("mlupdate", "mlupdate.runtime.model", "mlupdate.update.task", "mlupdate.authoring.lint",
-     "mlupdate.authoring.updatable", "mlupdate.authoring.convert_torch", "mlupdate.authoring.keras_h5",
-     "mlupdate.authoring.knn"),
+    # The public API: what mlupdate/__init__ exports (and the task's parameter checks), dispatching through kinds/.
+    ("mlupdate", "mlupdate.runtime.model", "mlupdate.update.task", "mlupdate.update.parameters",
+     "mlupdate.authoring.lint", "mlupdate.authoring.updatable", "mlupdate.authoring.convert_torch",
+     "mlupdate.authoring.keras_h5", "mlupdate.authoring.knn"),
     ("mlupdate.federated", "mlupdate.demo"),
     ("mlupdate.cli", "mlupdate.web", "mlupdate.__main__"),
 )

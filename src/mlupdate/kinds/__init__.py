@@ -24,12 +24,12 @@ from __future__ import annotations
 from mlupdate.kinds import classic, knn, linked, ml_program, network, pipeline, refused  # noqa: F401 - registers
 from mlupdate.kinds.lint import lint_model
 from mlupdate.kinds.load import build_program, check, refused_reasons, runnable
-from mlupdate.kinds.registry import KINDS, Build, Kind, UpdateRequest, kind_of
+from mlupdate.kinds.registry import KINDS, Build, Kind, UpdateRequest, kind_of, update_parameters
 from mlupdate.kinds.summary import summarize
 from mlupdate.kinds.update import update_job
 
 __all__ = ["KINDS", "REFUSED", "RUNNABLE", "Build", "Kind", "UpdateRequest", "build_program", "check", "kind_of",
-           "lint_model", "summarize", "update_job"]
+           "lint_model", "summarize", "update_job", "update_parameters"]
 
 #: The types mlupdate runs, and why it refuses each other type.
 RUNNABLE = runnable()

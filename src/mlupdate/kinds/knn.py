@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlupdate.kinds.registry import Build, Kind, UpdateRequest, register
-from mlupdate.spec.params import update_parameters
+from mlupdate.spec.params import knn_parameters
 
 
 def _program(spec: Any, build: Build) -> Any:
@@ -42,7 +42,7 @@ def _summary(spec: Any) -> dict[str, Any]:
     index = knn.nearestNeighborsIndex
     return {"knn": {"dimensions": index.numberOfDimensions, "samples": len(index.floatSamples),
                     "index": index.WhichOneof("IndexType"), "weighting": knn.WhichOneof("WeightingScheme"),
-                    "k": update_parameters(spec)["number_of_neighbors"].describe()}}
+                    "k": knn_parameters(spec)["number_of_neighbors"].describe()}}
 
 
 def knn_problems(spec: Any) -> list[Any]:
@@ -85,4 +85,4 @@ def knn_problems(spec: Any) -> list[Any]:
 
 
 register(Kind("kNearestNeighborsClassifier", "knn", program=_program, update=_update, stage_update=_stage_update,
-              lint=_lint, summary=_summary))
+              lint=_lint, summary=_summary, parameters=knn_parameters))

@@ -15,7 +15,7 @@ from mlupdate.kinds.registry import Build, Kind, UpdateRequest, register
 from mlupdate.runtime.network import NetworkProgram
 from mlupdate.spec.description import Description
 from mlupdate.spec.model_types import NN_TYPES, network_of
-from mlupdate.spec.params import optimizer_of, update_parameters
+from mlupdate.spec.params import network_parameters, optimizer_of
 from mlupdate.update.pipeline import LazyNetworkUpdate
 
 
@@ -74,7 +74,7 @@ def _update_info(spec: Any, up: Any) -> dict[str, Any]:
         body = getattr(loss, which) if which != "none" else None
         losses.append({"name": loss.name, "type": which.replace("LossLayer", ""),
                        "input": body.input if body else "", "target": body.target if body else ""})
-    params = update_parameters(spec)
+    params = network_parameters(spec)
     opt_kind, _ = optimizer_of(up)
     opt_keys = ("learning_rate", "mini_batch_size", "momentum", "beta1", "beta2", "eps")
     return {
@@ -89,5 +89,5 @@ def _update_info(spec: Any, up: Any) -> dict[str, Any]:
 
 for _name in NN_TYPES:
     register(Kind(_name, "network", program=_program, update=_update, stage_update=_stage_update, lint=_lint,
-                  summary=_summary,
+                  summary=_summary, parameters=network_parameters,
                   check=_check_classifier if _name == "neuralNetworkClassifier" else None))

@@ -14,7 +14,7 @@ from mlupdate.errors import NotUpdatableError, SpecError
 from mlupdate.kinds.linked import LinkContext
 from mlupdate.kinds.lint import lint_model
 from mlupdate.kinds.load import build_program, check
-from mlupdate.kinds.registry import Build, Kind, UpdateRequest, kind_of, register
+from mlupdate.kinds.registry import Build, Kind, UpdateRequest, kind_of, register, update_parameters
 from mlupdate.kinds.summary import summarize
 from mlupdate.spec.model_types import PIPELINE_TYPES, pipeline_of
 from mlupdate.update.pipeline import PipelineUpdate
@@ -103,10 +103,15 @@ def _lint(spec: Any, errors_only: bool) -> list[Any]:
     return out
 
 
+def _parameters(spec: Any) -> dict[str, Any]:
+    models = pipeline_of(spec).models
+    return update_parameters(models[-1]) if models else {}  # Core ML updates the last model
+
+
 def _summary(spec: Any) -> dict[str, Any]:
     return {"models": [summarize(m) for m in pipeline_of(spec).models]}
 
 
 for _name in PIPELINE_TYPES:
     register(Kind(_name, "pipeline", program=PipelineProgram, check=_check, update=_update, lint=_lint,
-                  summary=_summary))
+                  summary=_summary, parameters=_parameters))

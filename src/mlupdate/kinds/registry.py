@@ -73,6 +73,7 @@ class Kind:
             outputs); None for a type a pipeline cannot end in when it is updated.
         lint: ``lint(spec, errors_only)`` -> the type's lint problems (the shared rules run for every type).
         summary: ``summary(spec)`` -> what ``inspect`` adds for the type.
+        parameters: ``parameters(spec)`` -> the update parameters the model declares, by name (None: none).
         refusal: Why mlupdate does not run the type, and what to use instead (None: it runs).
         refusal_message: ``refusal_message(spec, where)`` -> the whole message, where the type has its own.
         update_hint: What lint adds when a model of a type without ``update`` is marked updatable.
@@ -86,6 +87,7 @@ class Kind:
     stage_update: Callable[[Any, UpdateRequest, Any, Callable[[], list[dict[str, Any]]]], Any] | None = None
     lint: Callable[[Any, bool], list[Any]] | None = None
     summary: Callable[[Any], dict[str, Any]] | None = None
+    parameters: Callable[[Any], dict[str, Any]] | None = None
     refusal: str | None = None
     refusal_message: Callable[[Any, str], str] | None = None
     update_hint: str = ""
@@ -101,6 +103,12 @@ def register(kind: Kind) -> Kind:
         raise RuntimeError(f"Model type {kind.name!r} is registered twice.")
     KINDS[kind.name] = kind
     return kind
+
+
+def update_parameters(spec: Any) -> dict[str, Any]:
+    """The update parameters ``spec`` declares (``ParameterDescription`` by name; empty for most types)."""
+    kind = kind_of(spec)
+    return kind.parameters(spec) if kind is not None and kind.parameters is not None else {}
 
 
 def kind_of(spec: Any) -> Kind | None:

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from mlupdate.errors import FeatureError
-from mlupdate.kinds import Build, build_program
+from mlupdate.kinds import Build, build_program, update_parameters
 from mlupdate.kinds.linked import LinkContext
 from mlupdate.runtime.cache import content_key
 from mlupdate.runtime.execution import Execution, check_crop_and_scale
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, resolve_spec, write_spec
-from mlupdate.spec.params import ParameterDescription, update_parameters
+from mlupdate.spec.params import ParameterDescription
 
 
 class Model:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlupdate.errors import ParameterError
-from mlupdate.spec.model_types import PIPELINE_TYPES, pipeline_of
+from mlupdate.spec.model_types import network_of
 
 
 @dataclass(frozen=True)
@@ -99,18 +99,15 @@ def optimizer_of(update_params: Any) -> tuple[str | None, Any]:
     return None, None
 
 
-def update_parameters(spec: Any) -> dict[str, ParameterDescription]:
-    """The update parameters a model declares (neural network, k-NN, or the last model of a pipeline)."""
-    kind = spec.WhichOneof("Type")
-    if kind in PIPELINE_TYPES:
-        pipe = pipeline_of(spec)
-        return update_parameters(pipe.models[-1]) if pipe.models else {}
-    if kind == "kNearestNeighborsClassifier":
-        k = spec.kNearestNeighborsClassifier.numberOfNeighbors
-        return {"number_of_neighbors": _int_param("number_of_neighbors", k)}
-    if not (kind or "").startswith("neuralNetwork"):
-        return {}
-    up = getattr(spec, kind).updateParams
+def knn_parameters(spec: Any) -> dict[str, ParameterDescription]:
+    """The update parameters a ``kNearestNeighborsClassifier`` declares (its number of neighbours)."""
+    k = spec.kNearestNeighborsClassifier.numberOfNeighbors
+    return {"number_of_neighbors": _int_param("number_of_neighbors", k)}
+
+
+def network_parameters(spec: Any) -> dict[str, ParameterDescription]:
+    """The update parameters a neural network declares (its optimizer's, epochs, shuffle, seed)."""
+    up = network_of(spec).updateParams
     out: dict[str, ParameterDescription] = {}
     opt_kind, opt = optimizer_of(up)
     if opt is not None:

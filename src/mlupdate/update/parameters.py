@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlupdate.errors import ParameterError
+from mlupdate.kinds import update_parameters
 from mlupdate.runtime.execution import Execution, check_crop_and_scale
-from mlupdate.spec.params import ParameterDescription, update_parameters
+from mlupdate.spec.params import ParameterDescription
 
 #: Keys that may change while the task runs (``resume(parameters=...)`` inside a handler), as in Core ML.
 ADJUSTABLE_IN_PROGRESS = ("learning_rate",)
