@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlupdate.authoring import netgraph as ng
-from mlupdate.spec.model_types import network_of
+from mlupdate.spec.model_types import UPDATABLE_LAYERS, network_of
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _layer_support(nn: Any) -> list[Problem]:
                                               "innerProduct/convolution layers to train. " + REMAKE))
     for layer in updatable:
         kind = ng.kind_of(layer)
-        if kind not in ng.UPDATABLE_LAYERS:
+        if kind not in UPDATABLE_LAYERS:
             hint = (" mlupdate make-updatable rewrites a batchedMatmul with constant weights as innerProduct."
                     if kind == "batchedMatmul" else " Clear its isUpdatable flag.")
             out.append(_err("updatable-layer-type", f"Layer '{layer.name}' ({kind}) is marked updatable, but Core ML "

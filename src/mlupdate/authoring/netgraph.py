@@ -22,7 +22,6 @@ from mlupdate.spec.model_types import network_of
 # Layers Core ML can back-propagate through ([CT] NeuralNetworkValidatorGraph.hpp isLayerSupportedForBackprop).
 BACKPROP_LAYERS = ("convolution", "innerProduct", "flatten", "pooling", "batchnorm", "reshape")
 BACKPROP_ACTIVATIONS = ("ReLU", "sigmoid", "tanh")
-UPDATABLE_LAYERS = ("convolution", "innerProduct")
 
 
 def kind_of(layer: Any) -> str:

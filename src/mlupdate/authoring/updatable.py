@@ -22,7 +22,7 @@ from mlupdate.authoring.repairs import RepairWarning, convertible_matmul
 from mlupdate.errors import AuthoringError, NotUpdatableError, ParameterError
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import Model_pb2, resolve_spec
-from mlupdate.spec.model_types import NN_TYPES, UPDATABLE_SPEC_VERSION, network_of
+from mlupdate.spec.model_types import NN_TYPES, UPDATABLE_LAYERS, UPDATABLE_SPEC_VERSION, network_of
 
 LOSSES = {"categorical_cross_entropy": "cce", "cce": "cce", "mean_squared_error": "mse", "mse": "mse"}
 INT32 = Model_pb2.ArrayFeatureType.INT32
@@ -169,7 +169,7 @@ def _candidates(spec: Any) -> str:
         except Exception:  # noqa: BLE001 - only used to refine the list of candidates
             shapes = {}
     found = [f"{layer.name} ({ng.kind_of(layer)})" for layer in nn.layers
-             if ng.kind_of(layer) in ng.UPDATABLE_LAYERS
+             if ng.kind_of(layer) in UPDATABLE_LAYERS
              or (ng.kind_of(layer) == "batchedMatmul" and convertible_matmul(layer, shapes) is None)]
     return ", ".join(found) if found else "none (the network has no innerProduct or convolution layer)"
 
@@ -228,7 +228,7 @@ def _check_layer_kinds(spec: Any, nn: Any, names: list[str]) -> None:
     for n in names:
         layer = by_name[n]
         kind = ng.kind_of(layer)
-        if kind in ng.UPDATABLE_LAYERS:
+        if kind in UPDATABLE_LAYERS:
             continue
         why = ""
         if kind == "batchedMatmul":

@@ -14,6 +14,8 @@ from mlupdate.errors import NotUpdatableError
 NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 #: The pipeline types; each holds a ``Pipeline`` message (``pipeline`` itself is one).
 PIPELINE_TYPES = ("pipeline", "pipelineClassifier", "pipelineRegressor")
+#: The layer kinds whose weights Core ML updates (coremltools builder: _SUPPORTED_UPDATABLE_LAYERS).
+UPDATABLE_LAYERS = ("convolution", "innerProduct")
 #: The first specification version with updatable models (iOS 13, Core ML 3).
 UPDATABLE_SPEC_VERSION = 4
 

@@ -24,12 +24,10 @@ from mlupdate.runtime.execution import TORCH_CPU, Execution
 from mlupdate.runtime.executors import make_executor
 from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram
 from mlupdate.spec.io import copy_spec
-from mlupdate.spec.model_types import network_of, not_updatable
+from mlupdate.spec.model_types import UPDATABLE_LAYERS, network_of, not_updatable
 from mlupdate.spec.params import optimizer_of
 from mlupdate.update.data import annotate, require_features
 from mlupdate.update.losses import as_rows, loss_of, set_classes
-
-UPDATABLE_KINDS = ("convolution", "innerProduct")
 
 
 class Control(Protocol):
@@ -85,9 +83,9 @@ class NetworkUpdate:
             raise NotUpdatableError("The model is marked updatable but none of its layers is; mark a "
                                     "convolution or innerProduct layer updatable.")
         for _, layer in self.trainable:
-            if layer.WhichOneof("layer") not in UPDATABLE_KINDS:
+            if layer.WhichOneof("layer") not in UPDATABLE_LAYERS:
                 raise NotUpdatableError(f"Layer '{layer.name}' is marked updatable but is a "
-                                        f"{layer.WhichOneof('layer')}; Core ML updates only {UPDATABLE_KINDS}.")
+                                        f"{layer.WhichOneof('layer')}; Core ML updates only {UPDATABLE_LAYERS}.")
         training = dict(desc.training_inputs)
         if not training:
             raise NotUpdatableError("The model declares no training inputs; re-author it (mlupdate make-updatable).")
