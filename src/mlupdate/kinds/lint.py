@@ -45,7 +45,7 @@ def lint_model(spec: Any, where: str = "", errors_only: bool = False) -> list[An
 
 def prefixed(problems: list[Any], where: str) -> list[Any]:
     """``problems`` with ``where: `` before each message (unchanged when ``where`` is empty)."""
-    from mlupdate.authoring.lint_rules import Problem
+    from mlupdate.authoring.lint_rules import Problem  # torch: lint_rules runs networks
 
     if not where:
         return problems

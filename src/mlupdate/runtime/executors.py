@@ -72,9 +72,9 @@ def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_
         raise  # a layer that does not fit its inputs (LayerError): the model is wrong, not the export
     except Exception as exc:  # noqa: BLE001 - any exporter failure means "fall back"
         raise ExportError(f"ONNX export failed: {exc}") from exc
-    import onnx
+    import onnx  # onnx: only when a graph is exported (a compiled model loads without it)
 
-    from mlupdate.runtime.onnx_rewrite import simplify
+    from mlupdate.runtime.onnx_rewrite import simplify  # onnx, likewise
 
     return simplify(onnx.load_from_string(buf.getvalue())).SerializeToString()
 

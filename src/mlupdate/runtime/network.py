@@ -89,7 +89,7 @@ class NetworkProgram:
         if compiled is not None:
             self.executor: Any = compiled
             return
-        from mlupdate.runtime.executors import make_executor
+        from mlupdate.runtime.executors import make_executor  # torch: only when the network is compiled
 
         graph = self.graph
         used = [graph.layers[n.key] for n in graph.nodes]
@@ -105,7 +105,7 @@ class NetworkProgram:
     def graph(self) -> Graph:
         """The network compiled to a torch graph (built on first use when the load found it compiled)."""
         if self._graph is None:
-            from mlupdate.graph import Graph, compile_layers
+            from mlupdate.graph import Graph, compile_layers  # torch: only when the network is compiled
 
             nn_msg = network_of(self.spec)
             nodes, modules = compile_layers(nn_msg.layers, [f.name for f in self.inputs], self.nd)
@@ -133,7 +133,7 @@ class NetworkProgram:
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:
         """Re-run the inputs onnxruntime failed on in torch, which names the failing layer."""
-        from mlupdate.runtime.executors import TorchExecutor
+        from mlupdate.runtime.executors import TorchExecutor  # torch: only to name a failing layer
 
         TorchExecutor(self.graph).run(arrays)
 
@@ -178,7 +178,7 @@ class NetworkProgram:
                 )
 
     def _preprocessing(self, nn_msg: Any) -> dict[str, torch.nn.Module]:
-        from mlupdate.graph import Preprocess
+        from mlupdate.graph import Preprocess  # torch: only when the network is compiled
 
         images = [f for f in self.inputs if f.type == "image"]
         out: dict[str, torch.nn.Module] = {}

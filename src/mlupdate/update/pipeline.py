@@ -104,7 +104,7 @@ class LazyNetworkUpdate:
 
     def _network(self) -> Any:
         if self._job is None:
-            from mlupdate.update.trainer import NetworkUpdate
+            from mlupdate.update.trainer import NetworkUpdate  # torch: only when the update runs
 
             spec, values, execution, crop = self._args
             self._job = NetworkUpdate(spec, values, execution, crop, self._features(), self._frozen_cache)
