@@ -122,10 +122,11 @@ def torch_loop(data: list[dict], epochs: int) -> float:
     import torch.nn.functional as F
 
     import mlupdate
+    from mlupdate.runtime.execution import TORCH_CPU
     from mlupdate.runtime.network import NetworkProgram
     from mlupdate.spec.io import read_spec
 
-    program = NetworkProgram(read_spec(MODEL), "cpu_only", None, executor="torch")
+    program = NetworkProgram(read_spec(MODEL), TORCH_CPU)
     graph = program.graph
     fd = program.inputs[0]
     t = time.perf_counter()

@@ -32,8 +32,7 @@ def model_type_lines() -> list[str]:
 
     from coremltools.proto import Model_pb2
 
-    from mlupdate.models import REFUSED
-    from mlupdate.spec.validate import RUNNABLE
+    from mlupdate.kinds import REFUSED, RUNNABLE
 
     kinds = [f.name for f in Model_pb2.Model.DESCRIPTOR.oneofs_by_name["Type"].fields]
     tested = {k: list(v) for k, v in CORE_TYPE_TESTS.items()}

@@ -14,7 +14,10 @@ from mlupdate.errors import (
     FeatureError,
     ImageError,
     LayerError,
+    MissingDependencyError,
     ModelFileError,
+    ModelNotFoundError,
+    ModelTypeError,
     NotUpdatableError,
     ParameterError,
     SpecError,
@@ -26,8 +29,7 @@ from mlupdate.errors import (
 from mlupdate.features.images import ImageConstraint
 from mlupdate.runtime.model import Model, load
 from mlupdate.spec.description import Description, FeatureDescription
-
-__version__ = "0.1.0"
+from mlupdate.version import __version__ as __version__
 
 # Names that live in heavier modules are imported on first use (keeps `import mlupdate` fast).
 _LAZY = {
@@ -59,7 +61,9 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "AuthoringError", "ConversionError", "Description", "Error", "ExportError", "FeatureDescription",
-    "FeatureError", "ImageConstraint", "ImageError", "LayerError", "Model", "ModelFileError", "NotUpdatableError",
+    "FeatureError", "ImageConstraint", "ImageError", "LayerError", "MissingDependencyError", "Model", "ModelFileError",
+    "ModelNotFoundError",
+    "ModelTypeError", "NotUpdatableError",
     "ParameterError", "SpecError", "TrainingDataError", "UnsupportedLayerError", "UnsupportedModelError",
     "UpdateError", "load", *_LAZY,
 ]

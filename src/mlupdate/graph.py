@@ -72,6 +72,10 @@ class Graph(nn.Module):
         self.all_nodes = tuple(nodes)  # every compiled layer, also those no output of this graph needs
         self.nodes = tuple(_prune(nodes, self.input_names, self.output_names))
 
+    def preprocessed(self, name: str) -> bool:
+        """Whether the input ``name`` passes through preprocessing (an image's scale and bias) first."""
+        return name in self._pre_names
+
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         env: dict[str, torch.Tensor] = {}
         for name, value in zip(self.input_names, args, strict=True):
@@ -204,7 +208,8 @@ def compile_layers(layers: Sequence[Any], available: Iterable[str], nd: bool) ->
         seen_names.add(layer.name)
         key = f"l{i}"
         try:
-            module = build_layer(layer, BuildContext(nd=nd, available=frozenset(produced), inputs=tuple(layer.input)))
+            module = build_layer(layer, BuildContext(nd=nd, available=frozenset(produced), inputs=tuple(layer.input),
+                                                     compile_layers=compile_layers, run_node=run_node))
         except Error:
             raise
         except Exception as exc:  # noqa: BLE001 - parameters no builder check anticipated are still the file's fault

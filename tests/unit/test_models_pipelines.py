@@ -17,8 +17,8 @@ from sklearn.preprocessing import Normalizer, OneHotEncoder, StandardScaler
 from sklearn.svm import SVC
 
 import mlupdate
-from mlupdate.models import PROGRAMS, REFUSED
-from mlupdate.spec.validate import RUNNABLE
+from mlupdate.kinds import REFUSED, RUNNABLE
+from mlupdate.kinds.classic import PROGRAMS
 from tests.unit._sklearn_coreml import converted, probabilities, rows
 
 MODEL_TYPES = ("pipeline", "pipelineClassifier", "pipelineRegressor")

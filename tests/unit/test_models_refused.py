@@ -10,8 +10,8 @@ import pytest
 from coremltools.proto import Model_pb2
 
 import mlupdate
-from mlupdate.models import PROGRAMS, REFUSED
-from mlupdate.spec.validate import RUNNABLE
+from mlupdate.kinds import REFUSED, RUNNABLE
+from mlupdate.kinds.classic import PROGRAMS
 
 WAY_FORWARD = {
     "visionFeaturePrint": "mlupdate.convert an open backbone (e.g. EfficientNet-Lite0",

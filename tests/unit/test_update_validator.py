@@ -94,11 +94,12 @@ def test_the_loss_softmax_need_not_feed_a_declared_output():
 
 def test_the_frozen_part_runs_on_its_own_modules(monkeypatch):
     import mlupdate.update.trainer as trainer
+    from mlupdate.runtime.execution import Execution
     from mlupdate.update.parameters import resolve
 
     spec = M.dense_classifier(updatable=("d2",))
     values, _, _ = resolve(spec, None, None)
-    job = trainer.NetworkUpdate(spec, values, "cpu_only", "center_crop", _data())
+    job = trainer.NetworkUpdate(spec, values, Execution("cpu_only"), "center_crop", _data())
     captured = []
     real = trainer.make_executor
     monkeypatch.setattr(trainer, "make_executor", lambda graph, *a, **k: captured.append(graph) or real(graph, *a, **k))

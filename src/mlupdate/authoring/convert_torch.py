@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlupdate.authoring.torch_patches import frontend_fixes
+from mlupdate.authoring.updatable import make_updatable
 from mlupdate.errors import ConversionError
 from mlupdate.layers.weights import weight_array
 from mlupdate.runtime.model import Model
+from mlupdate.spec.io import import_coremltools
 
 _WEIGHT_LAYERS = ("innerProduct", "convolution", "batchedMatmul")
 
@@ -71,8 +74,6 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
         model.notes.extend(notes)
         return model
     layers = resolve_layers(updatable, mapping, torch_module)
-    from mlupdate.authoring.updatable import make_updatable
-
     kwargs: dict[str, Any] = {"loss": loss, "epochs": epochs, "shuffle": shuffle, "seed": seed}
     if optimizer is not None:
         kwargs["optimizer"] = optimizer
@@ -83,9 +84,6 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
 
 def _coreml_spec(module: torch.nn.Module, example: torch.Tensor, name: str, image_input: dict[str, Any] | bool | None,
                  class_labels: Sequence[Any] | None, output_name: str | None, predicted_feature_name: str) -> Any:
-    from mlupdate.authoring.torch_patches import frontend_fixes
-    from mlupdate.spec.io import import_coremltools
-
     ct = import_coremltools()
 
     shape = tuple(example.shape)

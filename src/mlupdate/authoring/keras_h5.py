@@ -22,7 +22,11 @@ import numpy as np
 
 from mlupdate.authoring.keras_layers import CONVERTERS, FUSED_ACTIVATION, SKIPPED, KerasOp, activation_name, output_rank
 from mlupdate.errors import ConversionError
+from mlupdate.extras import require
+from mlupdate.runtime.execution import TORCH_CPU
 from mlupdate.runtime.model import Model
+from mlupdate.runtime.network import NetworkProgram
+from mlupdate.spec.io import import_coremltools
 
 
 def _text(value: Any) -> str:
@@ -35,8 +39,7 @@ def read_h5(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, lis
     Raises:
         ConversionError: If the file is missing, not HDF5, or holds weights only.
     """
-    import h5py
-
+    h5py = require("h5py", "keras", "Reading Keras .h5 files")
     p = Path(path)
     if not p.is_file():
         raise ConversionError(f"No Keras file at {p}: check the path.")
@@ -170,8 +173,6 @@ def convert_keras(path: str | os.PathLike[str], *, input_name: str = "image",
     Raises:
         ConversionError: An unreadable file, an unsupported layer, or invalid options.
     """
-    from mlupdate.spec.io import import_coremltools
-
     import_coremltools()
     from coremltools.models import datatypes
     from coremltools.models.neural_network import NeuralNetworkBuilder
@@ -203,11 +204,9 @@ def convert_keras(path: str | os.PathLike[str], *, input_name: str = "image",
 
 def _declare_output_shape(spec: Any, name: str) -> None:
     """Declare the output shape (``[D]`` or ``[C, H, W]``, as the old converter did) by running the network once."""
-    from mlupdate.runtime.network import NetworkProgram
-
     out = next(o for o in spec.description.output if o.name == name)
     del out.type.multiArrayType.shape[:]
-    prog = NetworkProgram(spec, "cpu_only", None, "torch")
+    prog = NetworkProgram(spec, TORCH_CPU)
     c, h, w = prog.run(prog.sample_inputs())[name].shape[-3:]
     out.type.multiArrayType.shape.extend([c] if h == w == 1 else [c, h, w])
 

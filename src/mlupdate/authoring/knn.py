@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from mlupdate.errors import AuthoringError, ModelFileError
+from mlupdate.runtime.execution import TORCH_CPU
 from mlupdate.runtime.model import Model
+from mlupdate.runtime.network import NetworkProgram
 from mlupdate.spec.io import Model_pb2, read_spec, resolve_spec
+from mlupdate.spec.model_types import UPDATABLE_SPEC_VERSION
 
-KNN_SPEC_VERSION = 4
 WEIGHTINGS = ("uniform", "inverse_distance")
 INDEXES = ("linear", "kd_tree")
 _FLOAT32 = Model_pb2.ArrayFeatureType.FLOAT32
@@ -70,7 +72,7 @@ def knn_classifier(dimensions: int, k: int = 3, weighting: str = "uniform", inde
                              "non-empty names (the probabilities output is output_name + 'Probs').")
 
     spec = Model_pb2.Model()
-    spec.specificationVersion = KNN_SPEC_VERSION
+    spec.specificationVersion = UPDATABLE_SPEC_VERSION
     spec.isUpdatable = True
     knn = spec.kNearestNeighborsClassifier
     knn.nearestNeighborsIndex.numberOfDimensions = dimensions
@@ -153,9 +155,7 @@ def _output_size(spec: Any, name: str) -> int:
     kind = spec.WhichOneof("Type")
     if not (kind or "").startswith("neuralNetwork"):
         raise AuthoringError(f"The feature extractor is a {kind}; it must be a neural network producing '{name}'.")
-    from mlupdate.runtime.network import NetworkProgram
-
-    prog = NetworkProgram(spec, "cpu_only", None, "torch")
+    prog = NetworkProgram(spec, TORCH_CPU)
     blobs = prog.run(prog.sample_inputs())
     if name not in blobs:
         raise AuthoringError(f"The feature extractor declares output '{name}' but computes no such blob.")
@@ -206,7 +206,7 @@ def pipeline_classifier(feature_extractor: Any, knn: Any) -> Model:
     del fx.description.trainingInput[:]
     kn.isUpdatable = True
     spec = Model_pb2.Model()
-    spec.specificationVersion = max(KNN_SPEC_VERSION, fx.specificationVersion, kn.specificationVersion)
+    spec.specificationVersion = max(UPDATABLE_SPEC_VERSION, fx.specificationVersion, kn.specificationVersion)
     spec.isUpdatable = True
     d = spec.description
     d.input.extend(fx.description.input)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlupdate.authoring import netgraph as ng
+from mlupdate.spec.model_types import UPDATABLE_LAYERS, network_of
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def _equivalent(a: Any, b: Any) -> bool:
 # -- the network rules --------------------------------------------------------------------------------
 def network_problems(spec: Any) -> list[Problem]:
     """Every rule of Core ML's updatable-network validator, for an updatable neural network."""
-    nn = ng.network(spec)
+    nn = network_of(spec)
     out = _layer_support(nn)
     out += _names(nn)
     out += _losses(nn)
@@ -132,8 +133,6 @@ def network_problems(spec: Any) -> list[Problem]:
 
 
 def _layer_support(nn: Any) -> list[Problem]:
-    from mlupdate.authoring.updatable import weight_format_problem
-
     out: list[Problem] = []
     updatable = [layer for layer in nn.layers if layer.isUpdatable]
     if not updatable:
@@ -141,7 +140,7 @@ def _layer_support(nn: Any) -> list[Problem]:
                                               "innerProduct/convolution layers to train. " + REMAKE))
     for layer in updatable:
         kind = ng.kind_of(layer)
-        if kind not in ng.UPDATABLE_LAYERS:
+        if kind not in UPDATABLE_LAYERS:
             hint = (" mlupdate make-updatable rewrites a batchedMatmul with constant weights as innerProduct."
                     if kind == "batchedMatmul" else " Clear its isUpdatable flag.")
             out.append(_err("updatable-layer-type", f"Layer '{layer.name}' ({kind}) is marked updatable, but Core ML "
@@ -154,7 +153,7 @@ def _layer_support(nn: Any) -> list[Problem]:
             out.append(_err("weights-not-updatable", f"Layer '{layer.name}' is updatable but its {which} are not "
                                                      "marked updatable; set isUpdatable on both its weights and its "
                                                      "bias. " + REMAKE, layer.name))
-        why = weight_format_problem(layer)
+        why = ng.weight_format_problem(layer)
         if why:
             out.append(_err("weight-format", f"Layer '{layer.name}' is updatable but {why}; Core ML only updates "
                                              "float32 weights. Re-export the model without weight quantization.",

@@ -13,21 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from mlupdate.features.arrays import image_blob, to_blob
 from mlupdate.graph import Graph, compile_layers
 from mlupdate.runtime.network import is_nd  # noqa: F401 - re-exported for the authoring modules (ng.is_nd)
-
-NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
+from mlupdate.spec.description import FeatureDescription
+from mlupdate.spec.model_types import network_of
 
 # Layers Core ML can back-propagate through ([CT] NeuralNetworkValidatorGraph.hpp isLayerSupportedForBackprop).
 BACKPROP_LAYERS = ("convolution", "innerProduct", "flatten", "pooling", "batchnorm", "reshape")
 BACKPROP_ACTIVATIONS = ("ReLU", "sigmoid", "tanh")
-UPDATABLE_LAYERS = ("convolution", "innerProduct")
-
-
-def network(spec: Any) -> Any:
-    """The ``NeuralNetwork*`` message of a neural-network spec (None for other types)."""
-    kind = spec.WhichOneof("Type")
-    return getattr(spec, kind) if kind in NN_TYPES else None
 
 
 def kind_of(layer: Any) -> str:
@@ -131,10 +125,7 @@ def backprop_blocker(layers: Sequence[Any], losses: Sequence[tuple[str, str, str
 # -- running the network -----------------------------------------------------------------------------
 def sample_inputs(spec: Any, seed: int = 0, batch: int = 1) -> list[np.ndarray]:
     """Random inputs laid out as mlupdate's graph takes them (``batch`` examples on the leading axis)."""
-    from mlupdate.features.arrays import image_blob, to_blob
-    from mlupdate.spec.description import FeatureDescription
-
-    nn = network(spec)
+    nn = network_of(spec)
     nd = is_nd(nn)
     rng = np.random.default_rng(seed)
     arrays = []
@@ -151,7 +142,7 @@ def sample_inputs(spec: Any, seed: int = 0, batch: int = 1) -> list[np.ndarray]:
 
 def run_blobs(spec: Any, blobs: Sequence[str], inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     """Values of ``blobs`` computed by mlupdate's torch graph of the network (no preprocessing)."""
-    nn = network(spec)
+    nn = network_of(spec)
     names = [f.name for f in spec.description.input]
     nodes, modules = compile_layers(nn.layers, names, is_nd(nn))
     graph = Graph(nodes, modules, names, list(blobs)).eval()
@@ -165,7 +156,7 @@ def blob_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
 
     ND networks: the Core ML shape. Legacy networks: ``[1, C, H, W]`` (the graph's example axis first).
     """
-    nn = network(spec)
+    nn = network_of(spec)
     names = [f.name for f in spec.description.input]
     blobs = list(dict.fromkeys(o for layer in nn.layers for o in layer.output))
     inputs = sample_inputs(spec)
@@ -175,3 +166,28 @@ def blob_shapes(spec: Any) -> dict[str, tuple[int, ...]]:
     if is_nd(nn):
         shapes = {b: s[1:] for b, s in shapes.items()}
     return shapes
+
+
+def weight_params(layer: Any) -> list[tuple[str, Any]]:
+    """``(field name, WeightParams)`` of every weight field of a layer (as coremltools walks them)."""
+    kind = kind_of(layer)
+    typed = getattr(layer, kind)
+    out = []
+    for fd in typed.DESCRIPTOR.fields:
+        if fd.message_type is not None and fd.message_type.name == "WeightParams":
+            field = getattr(typed, fd.name)
+            if hasattr(field, "isUpdatable"):  # not a repeated field
+                out.append((fd.name, field))
+    return out
+
+
+def weight_format_problem(layer: Any) -> str | None:
+    """Why a layer's weights cannot be updated (float16, quantized), or None."""
+    for name, wp in weight_params(layer):
+        if name == "bias" and not getattr(getattr(layer, kind_of(layer)), "hasBias", True):
+            continue
+        if len(wp.float16Value):
+            return f"its {name} are stored as float16"
+        if wp.HasField("quantization") or len(wp.int8RawValue):
+            return f"its {name} are quantized"
+    return None

@@ -33,6 +33,7 @@ from mlupdate.authoring import netgraph as ng
 from mlupdate.errors import AuthoringError
 from mlupdate.layers.weights import weight_array
 from mlupdate.spec.io import copy_spec
+from mlupdate.spec.model_types import network_of
 
 RESHAPES = ("reshapeStatic", "flattenTo2D", "squeeze", "expandDims", "rankPreservingReshape")
 ELEMENTWISE_ACTIVATIONS = ("ReLU", "leakyReLU", "tanh", "scaledTanh", "sigmoid", "sigmoidHard", "linear", "ELU",
@@ -140,7 +141,7 @@ def repair(spec: Any, updatable: list[str], loss_input: str, loss: str) -> tuple
     Raises:
         AuthoringError: If a repair would change the network's outputs (a bug: please report it).
     """
-    nn = ng.network(spec)
+    nn = network_of(spec)
     if nn is None or not ng.is_nd(nn) or not nn.layers:
         return copy_spec(spec), []
     shapes = ng.blob_shapes(spec)
@@ -171,7 +172,7 @@ def repair(spec: Any, updatable: list[str], loss_input: str, loss: str) -> tuple
     if not plan.notes:
         return copy_spec(spec), []
     fixed = copy_spec(spec)
-    fixed_nn = ng.network(fixed)
+    fixed_nn = network_of(fixed)
     del fixed_nn.layers[:]
     fixed_nn.layers.extend(plan.result())
     _check_equivalent(spec, fixed, loss_input)
@@ -340,7 +341,7 @@ def _declared_array(spec: Any, blob: str, outputs: set[str]) -> bool:
 
 def _check_equivalent(before: Any, after: Any, prob: str) -> None:
     """Raise unless ``after`` computes the same outputs as ``before`` on random inputs."""
-    produced = {o for layer in ng.network(before).layers for o in layer.output}
+    produced = {o for layer in network_of(before).layers for o in layer.output}
     blobs = [o.name for o in before.description.output if o.name in produced]
     if prob in produced and prob not in blobs:
         blobs.append(prob)

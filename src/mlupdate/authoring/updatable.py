@@ -16,14 +16,15 @@ from typing import Any
 
 from mlupdate.authoring import netgraph as ng
 from mlupdate.authoring import repairs
+from mlupdate.authoring.lint import lint
 from mlupdate.authoring.optimizers import SGD, Adam
 from mlupdate.authoring.repairs import RepairWarning, convertible_matmul
 from mlupdate.errors import AuthoringError, NotUpdatableError, ParameterError
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import Model_pb2, resolve_spec
+from mlupdate.spec.model_types import NN_TYPES, UPDATABLE_LAYERS, UPDATABLE_SPEC_VERSION, network_of
 
 LOSSES = {"categorical_cross_entropy": "cce", "cce": "cce", "mean_squared_error": "mse", "mse": "mse"}
-MINIMUM_UPDATABLE_SPEC_VERSION = 4
 INT32 = Model_pb2.ArrayFeatureType.INT32
 DOUBLE = Model_pb2.ArrayFeatureType.DOUBLE
 DEFAULT_OPTIMIZER = SGD()  # coremltools' SgdParams() defaults: lr 0.01 in [0, 1], batch 10 in {10}, momentum 0
@@ -77,14 +78,14 @@ def make_updatable(model_or_path: str | os.PathLike[str] | Any, layers: Iterable
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ParameterError(f"seed must be an integer or None, got {seed!r}.")
 
-    nn = ng.network(spec)
+    nn = network_of(spec)
     _check_layers_exist(spec, nn, names)
     blob = loss_input or default_loss_input(spec)
     _check_loss_names(spec, nn, blob, loss_name, loss_kind)
     notes: list[str] = []
     if repair:
         spec, notes = repairs.repair(spec, names, blob, loss_kind)
-        nn = ng.network(spec)
+        nn = network_of(spec)
     _check_layer_kinds(spec, nn, names)
     _check_weight_formats(nn, names)
 
@@ -99,9 +100,7 @@ def make_updatable(model_or_path: str | os.PathLike[str] | Any, layers: Iterable
     optimizer.write(up.optimizer)
     up.epochs.defaultValue = epochs
     up.epochs.set.values.extend(allowed)
-    spec.specificationVersion = max(spec.specificationVersion, MINIMUM_UPDATABLE_SPEC_VERSION)
-
-    from mlupdate.authoring.lint import lint
+    spec.specificationVersion = max(spec.specificationVersion, UPDATABLE_SPEC_VERSION)
 
     errors = [p for p in lint(spec) if p.severity == "error"]
     if errors:
@@ -116,7 +115,7 @@ def make_updatable(model_or_path: str | os.PathLike[str] | Any, layers: Iterable
 
 # -- arguments ---------------------------------------------------------------------------------------
 def _check_model_type(kind: str | None, spec: Any) -> None:
-    if kind in ng.NN_TYPES:
+    if kind in NN_TYPES:
         return
     if kind == "mlProgram":
         raise NotUpdatableError(
@@ -162,7 +161,7 @@ def _epochs(epochs: Any, allowed: Iterable[Any] | None) -> list[int]:
 
 
 def _candidates(spec: Any) -> str:
-    nn = ng.network(spec)
+    nn = network_of(spec)
     shapes: dict[str, tuple[int, ...]] = {}
     if any(ng.kind_of(layer) == "batchedMatmul" for layer in nn.layers):
         try:
@@ -170,7 +169,7 @@ def _candidates(spec: Any) -> str:
         except Exception:  # noqa: BLE001 - only used to refine the list of candidates
             shapes = {}
     found = [f"{layer.name} ({ng.kind_of(layer)})" for layer in nn.layers
-             if ng.kind_of(layer) in ng.UPDATABLE_LAYERS
+             if ng.kind_of(layer) in UPDATABLE_LAYERS
              or (ng.kind_of(layer) == "batchedMatmul" and convertible_matmul(layer, shapes) is None)]
     return ", ".join(found) if found else "none (the network has no innerProduct or convolution layer)"
 
@@ -189,7 +188,7 @@ def default_loss_input(spec: Any) -> str:
     For a classifier: the blob named ``predictedProbabilitiesName`` if a layer produces it, else
     ``labelProbabilityLayerName``, else the last layer's output.
     """
-    nn = ng.network(spec)
+    nn = network_of(spec)
     produced = [o for layer in nn.layers for o in layer.output]
     if not produced:
         raise NotUpdatableError("The network has no layers; there is nothing to train.")
@@ -229,7 +228,7 @@ def _check_layer_kinds(spec: Any, nn: Any, names: list[str]) -> None:
     for n in names:
         layer = by_name[n]
         kind = ng.kind_of(layer)
-        if kind in ng.UPDATABLE_LAYERS:
+        if kind in UPDATABLE_LAYERS:
             continue
         why = ""
         if kind == "batchedMatmul":
@@ -240,35 +239,10 @@ def _check_layer_kinds(spec: Any, nn: Any, names: list[str]) -> None:
                                 f"convolution layers.{why} Layers that can be trained: {_candidates(spec)}.")
 
 
-def weight_params(layer: Any) -> list[tuple[str, Any]]:
-    """``(field name, WeightParams)`` of every weight field of a layer (as coremltools walks them)."""
-    kind = ng.kind_of(layer)
-    typed = getattr(layer, kind)
-    out = []
-    for fd in typed.DESCRIPTOR.fields:
-        if fd.message_type is not None and fd.message_type.name == "WeightParams":
-            field = getattr(typed, fd.name)
-            if hasattr(field, "isUpdatable"):  # not a repeated field
-                out.append((fd.name, field))
-    return out
-
-
-def weight_format_problem(layer: Any) -> str | None:
-    """Why a layer's weights cannot be updated (float16, quantized), or None."""
-    for name, wp in weight_params(layer):
-        if name == "bias" and not getattr(getattr(layer, ng.kind_of(layer)), "hasBias", True):
-            continue
-        if len(wp.float16Value):
-            return f"its {name} are stored as float16"
-        if wp.HasField("quantization") or len(wp.int8RawValue):
-            return f"its {name} are quantized"
-    return None
-
-
 def _check_weight_formats(nn: Any, names: list[str]) -> None:
     # Every layer is checked (coremltools checks only the first one: apple/coremltools PR #2858).
     by_name = {layer.name: layer for layer in nn.layers}
-    bad = [(n, weight_format_problem(by_name[n])) for n in names]
+    bad = [(n, ng.weight_format_problem(by_name[n])) for n in names]
     bad = [(n, why) for n, why in bad if why]
     if bad:
         listing = "; ".join(f"'{n}': {why}" for n, why in bad)
@@ -286,11 +260,11 @@ def _mark(spec: Any, nn: Any, names: list[str]) -> list[str]:
         if layer.isUpdatable and layer.name not in wanted:
             notes.append(f"Layer '{layer.name}' was updatable before and is not any more (only {names} are).")
             layer.isUpdatable = False
-            for _, wp in weight_params(layer):
+            for _, wp in ng.weight_params(layer):
                 wp.isUpdatable = False
         if layer.name in wanted:
             layer.isUpdatable = True
-            for _, wp in weight_params(layer):
+            for _, wp in ng.weight_params(layer):
                 wp.isUpdatable = True
     return notes
 
@@ -329,7 +303,7 @@ def _loss_input_shape(spec: Any, blob: str) -> list[int]:
         if o.name == blob and o.type.WhichOneof("Type") == "multiArrayType" and len(o.type.multiArrayType.shape):
             return [int(s) for s in o.type.multiArrayType.shape]
     shape = list(ng.blob_shapes(spec)[blob])
-    if ng.is_nd(ng.network(spec)):
+    if ng.is_nd(network_of(spec)):
         return shape
     shape = shape[1:]  # legacy layout [B, C, H, W]: drop the batch, describe [C] when H == W == 1
     return shape[:1] if len(shape) == 3 and shape[1:] == [1, 1] else shape

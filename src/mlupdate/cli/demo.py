@@ -35,7 +35,9 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve the demo."""
     from mlupdate.demo import demo_info
+    from mlupdate.extras import require
 
+    require("efficientnet_lite_pytorch", "demo", "mlupdate demo")
     samples = args.samples or default_samples()
     info = demo_info()
     def breed(name: str) -> str:

@@ -19,8 +19,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the model summary."""
+    from mlupdate.kinds import summarize
     from mlupdate.spec.io import read_spec
-    from mlupdate.spec.summary import summarize
 
     info = summarize(read_spec(args.model))
     if args.json:

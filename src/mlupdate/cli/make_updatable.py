@@ -86,6 +86,8 @@ def parse_optimizer(text: str | None, adam: bool) -> Any:
             else:
                 allowed = sorted({*keys, "batches"} | {f"{k}_min" for k in keys if "batch" not in k})
                 raise ParameterError(f"{flag}: unknown setting '{key}'. Known: {', '.join(allowed)}.")
+        except ParameterError:  # also a ValueError: not a value that failed to parse
+            raise
         except ValueError:
             raise ParameterError(f"{flag}: cannot read '{item}'; write key=value pairs separated by commas, "
                                  "e.g. lr=0.01,batch=5.") from None
@@ -122,10 +124,11 @@ def run(args: argparse.Namespace) -> int:
 
 def summary_lines(spec: Any) -> list[str]:
     """What coremltools' inspect_updatable_layers / inspect_loss_layers / inspect_optimizer print."""
-    from mlupdate.authoring.netgraph import kind_of, network
+    from mlupdate.authoring.netgraph import kind_of
     from mlupdate.authoring.optimizers import summarize_optimizer
+    from mlupdate.spec.model_types import network_of
 
-    nn = network(spec)
+    nn = network_of(spec)
     up = nn.updateParams
     lines = ["Updatable layers:"]
     for layer in nn.layers:

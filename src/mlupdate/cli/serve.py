@@ -88,9 +88,11 @@ def log_actions() -> None:
 def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, port: int,
           max_upload_mb: float = 10, title: str = "Cat or Dog?", allow_hosts: list[str] | None = None) -> int:
     """Build the app and run it under uvicorn until interrupted."""
-    import uvicorn
-
     import mlupdate
+    from mlupdate.extras import require
+
+    require("fastapi", "app", "The app")
+    uvicorn = require("uvicorn", "app", "The app")
     from mlupdate.web import create_app
 
     if samples is not None and not samples.is_dir():

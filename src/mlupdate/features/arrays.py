@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mlupdate.errors import FeatureError
-from mlupdate.spec.description import FeatureDescription
+
+if TYPE_CHECKING:  # features/ sits below spec/: only the annotations name its descriptions
+    from mlupdate.spec.description import FeatureDescription
 
 
 def check_array(value: Any, fd: FeatureDescription) -> np.ndarray:

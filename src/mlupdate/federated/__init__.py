@@ -15,8 +15,7 @@ The Flower apps live in :mod:`mlupdate.federated.client_app` and :mod:`mlupdate.
 from __future__ import annotations
 
 from mlupdate.errors import UpdateError
-
-INSTALL_HINT = 'pip install "mlupdate[federated]"'
+from mlupdate.extras import install_hint
 
 
 def require_flower(what: str) -> None:
@@ -29,4 +28,5 @@ def require_flower(what: str) -> None:
 
     missing = [name for name in ("flwr", "ray") if importlib.util.find_spec(name) is None]
     if missing:
-        raise UpdateError(f"{what} needs Flower and Ray ({', '.join(missing)} not installed): {INSTALL_HINT}.")
+        raise UpdateError(f"{what} needs Flower and Ray ({', '.join(missing)} not installed): "
+                          f"{install_hint('federated')}.")

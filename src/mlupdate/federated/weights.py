@@ -15,14 +15,12 @@ import numpy as np
 
 from mlupdate.errors import NotUpdatableError, UpdateError
 from mlupdate.layers.weights import set_weights, weight_array
-from mlupdate.runtime.network import network_of
 from mlupdate.spec.io import copy_spec
-
-KINDS = ("convolution", "innerProduct")
+from mlupdate.spec.model_types import NN_TYPES, UPDATABLE_LAYERS, network_of
 
 
 def _layers(spec: Any) -> list[Any]:
-    if spec.WhichOneof("Type") not in ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor"):
+    if spec.WhichOneof("Type") not in NN_TYPES:
         raise NotUpdatableError(f"Federated updates need a neural-network model; this one is a "
                                 f"{spec.WhichOneof('Type')}. Use mlupdate update for k-NN models and pipelines.")
     layers = [layer for layer in network_of(spec).layers if layer.isUpdatable]
@@ -30,9 +28,9 @@ def _layers(spec: Any) -> list[Any]:
         raise NotUpdatableError("No layer of the model is marked updatable, so there is nothing to federate. "
                                 "Mark layers with mlupdate make-updatable.")
     for layer in layers:
-        if layer.WhichOneof("layer") not in KINDS:
+        if layer.WhichOneof("layer") not in UPDATABLE_LAYERS:
             raise NotUpdatableError(f"Updatable layer '{layer.name}' is a {layer.WhichOneof('layer')}; Core ML "
-                                    f"updates only {', '.join(KINDS)} layers.")
+                                    f"updates only {', '.join(UPDATABLE_LAYERS)} layers.")
     return layers
 
 

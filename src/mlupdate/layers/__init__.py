@@ -32,8 +32,6 @@ ONNX (the network then runs on torch).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -52,12 +50,17 @@ class BuildContext:
         name: Name of the layer being built (for error messages).
         available: Blobs produced before this layer (nested networks of control-flow layers read them).
         inputs: The layer's input blob names (their count selects the dynamic variants of some kinds).
+        compile_layers: ``compile_layers(layers, available, nd) -> (nodes, modules)``: compiles the nested
+            networks of control-flow layers (the graph's own compiler, handed down so layers never import it).
+        run_node: ``run_node(node, module, env, n)``: runs one compiled node of such a nested network.
     """
 
     nd: bool = True
     name: str = ""
     available: frozenset[str] = frozenset()
     inputs: tuple[str, ...] = ()
+    compile_layers: Callable[..., Any] | None = None
+    run_node: Callable[..., Any] | None = None
 
 
 Builder = Callable[[Any, BuildContext], nn.Module]
@@ -68,9 +71,6 @@ REFUSED: dict[str, str] = {
     "custom": "a custom layer's computation lives in the app's own Swift/Objective-C class (MLCustomLayer), "
               "not in the model file, so no runtime outside that app can run it",
 }
-
-_HELPERS = ("common", "weights")  # modules of this package that register no layer kind
-
 
 def register(*kinds: str) -> Callable[[Builder], Builder]:
     """Register a builder for one or more protobuf layer kinds."""
@@ -116,9 +116,32 @@ _loaded = False
 
 
 def _load_families() -> None:
+    """Import every family module (each registers its kinds), once, when a layer is first built."""
     global _loaded
     if not _loaded:
-        for info in pkgutil.iter_modules(__path__):
-            if info.name not in _HELPERS and not info.name.startswith("_"):
-                importlib.import_module(f"mlupdate.layers.{info.name}")
+        from mlupdate.layers import (  # noqa: F401 - each family registers its kinds on import
+            activation,
+            constant,
+            control,
+            conv,
+            conv3d,
+            detection,
+            dynamic,
+            elementwise,
+            indexing,
+            linear,
+            mathops,
+            matrix_ops,
+            normalization,
+            pooling,
+            random,
+            recurrent,
+            reduce,
+            resize,
+            sequence_ops,
+            shape,
+            softmax,
+            tensor,
+        )
+
         _loaded = True

@@ -26,7 +26,7 @@ hanging the prediction.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import torch
@@ -63,17 +63,16 @@ class _Continue(_LoopSignal):
 class Nested(nn.Module):
     """A compiled nested ``NeuralNetwork`` that runs over the enclosing scope's blob dictionary."""
 
-    def __init__(self, nodes: Sequence[Any], modules: nn.ModuleDict) -> None:
+    def __init__(self, nodes: Sequence[Any], modules: nn.ModuleDict, run_node: Callable[..., Any]) -> None:
         super().__init__()
         self.nodes = tuple(nodes)
         self.layers = modules
+        self._run_node = run_node
 
     def run(self, env: dict[str, torch.Tensor], n: int) -> None:
         """Run every layer in order, updating ``env`` in place."""
-        from mlupdate.graph import run_node
-
         for node in self.nodes:
-            run_node(node, self.layers[node.key], env, n)
+            self._run_node(node, self.layers[node.key], env, n)
 
     def produced(self) -> list[str]:
         """Blobs the network writes (nested control-flow writes included), in order."""
@@ -214,16 +213,16 @@ def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _compile(net: Any, available: Iterable[str], nd: bool, depth: int) -> Nested:
-    """Compile a nested network with ``depth`` enclosing loop bodies."""
-    from mlupdate.graph import compile_layers
-
+def _compile(net: Any, ctx: BuildContext, available: Iterable[str], depth: int) -> Nested:
+    """Compile a nested network with ``depth`` enclosing loop bodies (with the graph's compiler, from ``ctx``)."""
+    if ctx.compile_layers is None or ctx.run_node is None:
+        raise SpecError(f"Layer '{ctx.name}' holds a nested network, which compiles only inside a whole network.")
     token = _LOOP_DEPTH.set(depth)
     try:
-        nodes, modules = compile_layers(net.layers, frozenset(available), nd)
+        nodes, modules = ctx.compile_layers(net.layers, frozenset(available), ctx.nd)
     finally:
         _LOOP_DEPTH.reset(token)
-    return Nested(nodes, modules)
+    return Nested(nodes, modules, ctx.run_node)
 
 
 def _check_inputs(ctx: BuildContext, kind: str, low: int, high: int) -> None:
@@ -238,8 +237,8 @@ def _branch(p: Any, ctx: BuildContext) -> nn.Module:
     if not p.ifBranch.layers:
         raise SpecError(f"Branch layer '{ctx.name}' has an empty ifBranch network; give it at least one layer.")
     depth = _LOOP_DEPTH.get()
-    if_net = _compile(p.ifBranch, ctx.available, ctx.nd, depth)
-    else_net = _compile(p.elseBranch, ctx.available, ctx.nd, depth)
+    if_net = _compile(p.ifBranch, ctx, ctx.available, depth)
+    else_net = _compile(p.elseBranch, ctx, ctx.available, depth)
     made_if, made_else = if_net.produced(), else_net.produced()
     both = set(made_if) & set(made_else)
     writes = [b for b in _unique([*made_if, *made_else]) if b in both or b in ctx.available]
@@ -262,13 +261,13 @@ def _loop(p: Any, ctx: BuildContext) -> nn.Module:
     condition = None
     made_cond: list[str] = []
     if has_condition:
-        condition = _compile(p.conditionNetwork, ctx.available, ctx.nd, depth)
+        condition = _compile(p.conditionNetwork, ctx, ctx.available, depth)
         made_cond = condition.produced()
         if p.conditionVar not in made_cond:
             raise SpecError(f"Loop layer '{ctx.name}' has conditionVar '{p.conditionVar}', which its "
                             "conditionNetwork does not produce. Name a blob the condition network writes.")
     seen = set(ctx.available) | set(made_cond)
-    body = _compile(p.bodyNetwork, seen, ctx.nd, depth + 1)
+    body = _compile(p.bodyNetwork, ctx, seen, depth + 1)
     made_body = body.produced()
     writes = _unique([*made_cond, *(b for b in made_body if not has_condition or b in seen)])
     reads = _unique([*(condition.reads_from(ctx.available) if condition else []), *body.reads_from(ctx.available)])

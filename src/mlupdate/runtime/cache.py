@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlupdate.errors import Error
+from mlupdate.spec.io import write_bytes_atomic
+
 MAX_MB_ENV = "MLUPDATE_CACHE_MAX_MB"
 DEFAULT_MAX_MB = 512
 
@@ -62,9 +65,6 @@ def write(name: str, data: bytes) -> None:
 
     The cache is an optimisation: a failure to write is ignored.
     """
-    from mlupdate.errors import Error
-    from mlupdate.spec.io import write_bytes_atomic
-
     path = cache_dir() / name
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,8 @@ import torch
 from mlupdate.errors import Error, ExportError
 from mlupdate.graph import Graph
 from mlupdate.runtime import cache
-from mlupdate.runtime.onnx_session import OnnxExecutor, artifact_name, check_options
+from mlupdate.runtime.execution import Execution
+from mlupdate.runtime.onnx_session import OnnxExecutor, artifact_name
 
 
 class TorchExecutor:
@@ -71,9 +72,9 @@ def export_onnx(graph: Graph, samples: list[np.ndarray], batched: bool, dynamic_
         raise  # a layer that does not fit its inputs (LayerError): the model is wrong, not the export
     except Exception as exc:  # noqa: BLE001 - any exporter failure means "fall back"
         raise ExportError(f"ONNX export failed: {exc}") from exc
-    import onnx
+    import onnx  # onnx: only when a graph is exported (a compiled model loads without it)
 
-    from mlupdate.runtime.onnx_rewrite import simplify
+    from mlupdate.runtime.onnx_rewrite import simplify  # onnx, likewise
 
     return simplify(onnx.load_from_string(buf.getvalue())).SerializeToString()
 
@@ -101,27 +102,21 @@ def onnx_executor(graph: Graph, samples: list[np.ndarray], batched: bool, cache_
     return OnnxExecutor(data, threads, diagnose)
 
 
-def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
-                  cache_key: str | None = None, executor: str = "auto",
-                  dynamic_hw: tuple[int, ...] = (), exportable: bool = True,
-                  threads: int | None = None) -> TorchExecutor | OnnxExecutor:
-    """Choose the executor for ``compute_units``.
+def make_executor(graph: Graph, samples: list[np.ndarray], execution: Execution, batched: bool,
+                  cache_key: str | None = None, dynamic_hw: tuple[int, ...] = (),
+                  exportable: bool = True) -> TorchExecutor | OnnxExecutor:
+    """Choose the executor that ``execution`` decided on.
 
-    ``cpu_and_gpu`` and ``all`` run the torch graph on CUDA when torch sees a GPU; otherwise
-    (and always for ``cpu_only``) the ONNX export runs on onnxruntime, falling back to torch
-    with a warning for graphs that do not export. ``executor="torch"`` or ``"onnxruntime"``
-    forces one (for comparisons and debugging). ``dynamic_hw``: inputs with flexible image sizes.
-    ``exportable=False`` (a layer that ONNX cannot express: control flow, random, value-dependent
-    shapes) runs the torch graph, also when onnxruntime was asked for. ``threads``: CPU threads of the
-    executor (None: the library's default, one per core).
-
-    Raises:
-        ParameterError: For an unknown ``compute_units`` or ``executor``.
+    On CUDA (:attr:`Execution.cuda`) the torch graph runs there; otherwise the ONNX export runs on
+    onnxruntime, falling back to torch with a warning for graphs that do not export.
+    ``execution.executor`` ``torch`` or ``onnxruntime`` forces one (for comparisons and debugging).
+    ``dynamic_hw``: inputs with flexible image sizes. ``exportable=False`` (a layer that ONNX cannot
+    express: control flow, random, value-dependent shapes) runs the torch graph, also when onnxruntime
+    was asked for.
     """
-    check_options(compute_units, executor, threads)
-    gpu = compute_units != "cpu_only" and torch.cuda.is_available()
-    if executor == "torch" or (executor == "auto" and gpu) or not exportable:
-        torch_executor = TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu", threads)
+    executor, threads, cuda = execution.executor, execution.threads, execution.cuda
+    if executor == "torch" or (executor == "auto" and cuda) or not exportable:
+        torch_executor = TorchExecutor(graph, "cuda" if cuda else "cpu", threads)
         if batched:  # a dry run on the sample inputs: layers that do not fit their inputs fail at load
             torch_executor.run(samples)
         return torch_executor

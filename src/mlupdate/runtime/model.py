@@ -5,62 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from mlupdate.errors import FeatureError, ImageError
-from mlupdate.features.images import CROP_AND_SCALE
-from mlupdate.models import PROGRAMS, program_for
+from mlupdate.errors import FeatureError
+from mlupdate.kinds import Build, build_program, update_parameters
+from mlupdate.kinds.linked import LinkContext
 from mlupdate.models.columns import arrays_of, given_columns, on_columns, stack_values
-from mlupdate.models.linked import LinkContext
 from mlupdate.runtime.cache import content_key
+from mlupdate.runtime.execution import Execution, check_crop_and_scale
 from mlupdate.spec.description import Description
-from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
-from mlupdate.spec.params import ParameterDescription, update_parameters
-from mlupdate.spec.validate import check_model_type
-
-
-class Program(Protocol):
-    """What every model kind compiles to."""
-
-    def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str) -> list[dict[str, Any]]:
-        """Predict each example."""
-        ...
-
-
-def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, executor: str = "auto",
-                  threads: int | None = None, links: LinkContext | None = None) -> Any:
-    """Compile a validated spec into the program that runs it.
-
-    Args:
-        spec: The model's specification.
-        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
-        cache_key: Key of the compiled-network cache (None: no cache).
-        executor: ``auto``, ``onnxruntime`` or ``torch``.
-        threads: CPU threads the executor uses (None: one per core).
-        links: Where linked models are looked for and the ones built so far in this load (see
-            :mod:`mlupdate.models.linked`); None for a spec not read from a file.
-    """
-    kind = check_model_type(spec)
-    if kind.startswith("neuralNetwork"):
-        from mlupdate.runtime.network import NetworkProgram
-
-        return NetworkProgram(spec, compute_units, cache_key, executor, threads)
-    if kind == "kNearestNeighborsClassifier":
-        from mlupdate.runtime.knn import KNNProgram
-
-        return KNNProgram(spec)
-    if kind in PROGRAMS:
-        return program_for(spec)
-    if kind == "linkedModel":
-        from mlupdate.models.linked import LinkedProgram
-
-        def build(linked: ModelSpec, key: str, context: LinkContext) -> Any:
-            return build_program(linked, compute_units, key, executor, threads, context)
-
-        return LinkedProgram(spec, links or LinkContext(None), build)
-    from mlupdate.runtime.pipeline import PipelineProgram
-
-    return PipelineProgram(spec, compute_units, cache_key, executor, threads, links)
+from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, resolve_spec, write_spec
+from mlupdate.spec.params import ParameterDescription
 
 
 class Model:
@@ -84,15 +39,14 @@ class Model:
     def __init__(self, spec: ModelSpec, *, compute_units: str = "all", crop_and_scale: str = "center_crop",
                  path: str | os.PathLike[str] | None = None, executor: str = "auto",
                  threads: int | None = None, copy: bool = True) -> None:
-        if crop_and_scale not in CROP_AND_SCALE:
-            raise ImageError(f"crop_and_scale must be one of {', '.join(CROP_AND_SCALE)}, got {crop_and_scale!r}.")
+        self.crop_and_scale = check_crop_and_scale(crop_and_scale)
+        self.execution = Execution(compute_units, executor, threads)  # validated once, here
         self._spec = copy_spec(spec) if copy else spec
         self.compute_units = compute_units
-        self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
         key = content_key(self._spec)
         links = LinkContext(self.path.resolve().parent) if self.path is not None else None
-        self._program = build_program(self._spec, compute_units, key, executor, threads, links)
+        self._program = build_program(self._spec, Build(self.execution, key, links))
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
 
@@ -215,14 +169,15 @@ def _executor_attr(program: Any, attr: str) -> str:
     return "numpy" if attr == "name" else "cpu"
 
 
-def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scale: str = "center_crop",
-         executor: str = "auto", threads: int | None = None) -> Model:
-    """Load a ``.mlmodel`` file, validate it once and compile it.
+def load(model: str | os.PathLike[str] | ModelSpec | Any, compute_units: str = "all",
+         crop_and_scale: str = "center_crop", executor: str = "auto", threads: int | None = None) -> Model:
+    """Load a model, validate it once and compile it.
 
     Args:
-        path: The ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
-            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.models`), or a pipeline).
-            Linked models are looked for from the file's folder (:mod:`mlupdate.models.linked`).
+        model: A ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
+            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.kinds`), or a pipeline), a
+            protobuf ``Model_pb2.Model`` spec, a coremltools ``MLModel`` or an :class:`mlupdate.Model` (each
+            copied). Linked models are looked for from the file's folder.
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
         executor: ``auto``, or force ``onnxruntime`` / ``torch``.
@@ -232,10 +187,15 @@ def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scal
         The loaded model.
 
     Raises:
-        ModelFileError: Not a model file, unreadable or truncated.
+        ModelFileError: Not a model file, unreadable or truncated (``ModelNotFoundError`` for a missing file,
+            ``ModelTypeError`` for an object that is no model).
         UnsupportedModelError: mlProgram or another type mlupdate cannot run.
         UnsupportedLayerError: A layer kind mlupdate does not implement.
         SpecError: An inconsistent spec (missing blobs, wrong weight counts).
     """
-    return Model(read_spec(path), compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
+    if isinstance(model, str | os.PathLike):
+        spec, path = read_spec(model), model
+    else:
+        spec, path = resolve_spec(model), getattr(model, "path", None) if isinstance(model, Model) else None
+    return Model(spec, compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
                  executor=executor, threads=threads, copy=False)

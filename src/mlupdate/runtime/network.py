@@ -11,14 +11,17 @@ import numpy as np
 
 from mlupdate.errors import ExportError, FeatureError, SpecError, UnsupportedModelError
 from mlupdate.features.arrays import check_array, image_blob, to_blob
+from mlupdate.runtime import cache
+from mlupdate.runtime.execution import Execution
+from mlupdate.runtime.onnx_session import OnnxExecutor, artifact_name
 from mlupdate.spec.description import Description, FeatureDescription
+from mlupdate.spec.model_types import network_of
 
 if TYPE_CHECKING:  # torch is imported only to compile, update or run on CUDA
     import torch
 
     from mlupdate.graph import Graph
 
-NN_TYPES = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor")
 EXACT_ARRAY_MAPPING = 1
 RANK4_IMAGE_MAPPING = 1
 CHUNK = 32  # examples per forward pass of predict_batch and of an update's frozen part
@@ -36,18 +39,18 @@ def is_nd(nn_msg: Any) -> bool:
 
 
 def is_compiled(spec: Any) -> bool:
-    """Whether a neural network's ONNX export is in the cache: it loaded before, so it loads (no torch needed)."""
-    from mlupdate.runtime import cache
+    """Whether a neural network's ONNX export is in the cache: it loaded before, so it loads (no torch needed).
 
+    False for a spec of another type.
+    """
+    if network_of(spec) is None:
+        return False
     flexible = flexible_images(list(Description.from_spec(spec).inputs.values()))
     return cached_export(cache.content_key(spec), flexible) is not None
 
 
 def cached_export(key: str, flexible: tuple[int, ...]) -> tuple[Path, bool] | None:
     """The cached ONNX export of the model with content ``key``, and whether it is batched; None when absent."""
-    from mlupdate.runtime import cache
-    from mlupdate.runtime.onnx_session import artifact_name
-
     for batched in (True, False):  # a network exports batched unless a layer's shapes depend on values
         path = cache.path_of(artifact_name(key, batched, flexible))
         if path is not None:
@@ -60,24 +63,16 @@ def flexible_images(inputs: Sequence[FeatureDescription]) -> tuple[int, ...]:
     return tuple(i for i, f in enumerate(inputs) if f.image_constraint and f.image_constraint.flexible)
 
 
-def network_of(spec: Any) -> Any:
-    """The ``NeuralNetwork*`` message of a neural-network spec."""
-    return getattr(spec, spec.WhichOneof("Type"))
-
-
 class NetworkProgram:
     """A compiled neural network: inputs in, Core ML results out.
 
     Args:
         spec: A ``Model_pb2.Model`` of a neural-network type (validated by the caller).
-        compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
+        execution: Where it runs (units, executor, threads), validated by the caller.
         cache_key: Identifies the model's bytes for the on-disk ONNX cache (None: no disk cache).
-        executor: ``auto``, ``onnxruntime`` or ``torch``.
-        threads: CPU threads of the executor (None: one per core).
     """
 
-    def __init__(self, spec: Any, compute_units: str = "all", cache_key: str | None = None,
-                 executor: str = "auto", threads: int | None = None) -> None:
+    def __init__(self, spec: Any, execution: Execution, cache_key: str | None = None) -> None:
         self.spec = spec
         self.desc = Description.from_spec(spec)
         nn_msg = network_of(spec)
@@ -90,11 +85,11 @@ class NetworkProgram:
         self.flexible_images = flexible_images(self.inputs)
         self._graph: Graph | None = None
         self.batched = True
-        compiled = self._compiled(cache_key, compute_units, executor, threads)
+        compiled = self._compiled(cache_key, execution)
         if compiled is not None:
             self.executor: Any = compiled
             return
-        from mlupdate.runtime.executors import make_executor
+        from mlupdate.runtime.executors import make_executor  # torch: only when the network is compiled
 
         graph = self.graph
         used = [graph.layers[n.key] for n in graph.nodes]
@@ -103,14 +98,14 @@ class NetworkProgram:
         # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
         exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
         # two examples when batched: a layer that reaches into the examples axis fails at load, not later
-        self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), compute_units,
-                                      self.batched, cache_key, executor, self.flexible_images, exportable, threads)
+        self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), execution,
+                                      self.batched, cache_key, self.flexible_images, exportable)
 
     @property
     def graph(self) -> Graph:
         """The network compiled to a torch graph (built on first use when the load found it compiled)."""
         if self._graph is None:
-            from mlupdate.graph import Graph, compile_layers
+            from mlupdate.graph import Graph, compile_layers  # torch: only when the network is compiled
 
             nn_msg = network_of(self.spec)
             nodes, modules = compile_layers(nn_msg.layers, [f.name for f in self.inputs], self.nd)
@@ -119,22 +114,18 @@ class NetworkProgram:
             self._graph.eval()
         return self._graph
 
-    def _compiled(self, cache_key: str | None, compute_units: str, executor: str,
-                  threads: int | None) -> Any:
+    def _compiled(self, cache_key: str | None, execution: Execution) -> Any:
         """The model's ONNX export from the cache on onnxruntime, when that is what would run (no torch)."""
-        from mlupdate.runtime.onnx_session import OnnxExecutor, check_options, cuda_possible
-
-        check_options(compute_units, executor, threads)
-        if cache_key is None or executor == "torch" or any(f.flexible for f in self.inputs):
+        if cache_key is None or execution.executor == "torch" or any(f.flexible for f in self.inputs):
             return None
-        if executor == "auto" and compute_units != "cpu_only" and cuda_possible():
+        if execution.cuda:  # the torch graph runs on CUDA
             return None
         found = cached_export(cache_key, self.flexible_images)
         if found is None:
             return None
         path, batched = found
         try:
-            session = OnnxExecutor(path, threads, self._diagnose)
+            session = OnnxExecutor(path, execution.threads, self._diagnose)
         except ExportError:  # evicted meanwhile, or unreadable: compile again
             return None
         self.batched = batched
@@ -142,7 +133,7 @@ class NetworkProgram:
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:
         """Re-run the inputs onnxruntime failed on in torch, which names the failing layer."""
-        from mlupdate.runtime.executors import TorchExecutor
+        from mlupdate.runtime.executors import TorchExecutor  # torch: only to name a failing layer
 
         TorchExecutor(self.graph).run(arrays)
 
@@ -187,7 +178,7 @@ class NetworkProgram:
                 )
 
     def _preprocessing(self, nn_msg: Any) -> dict[str, torch.nn.Module]:
-        from mlupdate.graph import Preprocess
+        from mlupdate.graph import Preprocess  # torch: only when the network is compiled
 
         images = [f for f in self.inputs if f.type == "image"]
         out: dict[str, torch.nn.Module] = {}

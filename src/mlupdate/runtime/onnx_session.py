@@ -20,10 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlupdate.errors import LayerError, ParameterError
-
-COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
-EXECUTORS = ("auto", "onnxruntime", "torch")
+from mlupdate.errors import ExportError, LayerError
+from mlupdate.version import __version__
 
 #: Bumped whenever the export (graph, rewrite pass, held layouts) changes what an artifact holds.
 EXPORT_VERSION = "4"
@@ -55,24 +53,8 @@ def artifact_name(key: str, batched: bool, dynamic_hw: tuple[int, ...] = ()) -> 
         batched: Whether the export has a dynamic examples axis.
         dynamic_hw: Inputs (by index) with flexible image sizes.
     """
-    from mlupdate import __version__
-
     text = f"{key}|{__version__}|{torch_version()}|{EXPORT_VERSION}|{batched}|{list(dynamic_hw)}"
     return hashlib.sha256(text.encode()).hexdigest()[:32] + ".onnx"
-
-
-def check_options(compute_units: str, executor: str, threads: int | None) -> None:
-    """Refuse an unknown ``compute_units`` or ``executor``, or a ``threads`` that is not a positive integer.
-
-    Raises:
-        ParameterError: Naming the option and the allowed values.
-    """
-    if compute_units not in COMPUTE_UNITS:
-        raise ParameterError(f"compute_units={compute_units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
-    if executor not in EXECUTORS:
-        raise ParameterError(f"executor={executor!r} is not one of {', '.join(EXECUTORS)}.")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ParameterError(f"threads={threads!r} must be a positive integer (or None for one per core).")
 
 
 def cuda_possible() -> bool:
@@ -111,8 +93,6 @@ class OnnxExecutor:
 
     def __init__(self, data: bytes | Path, threads: int | None, diagnose: Callable[[list[np.ndarray]], None]) -> None:
         import onnxruntime as ort
-
-        from mlupdate.errors import ExportError
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

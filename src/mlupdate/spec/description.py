@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlupdate.features.images import ImageConstraint
+from mlupdate.spec.model_types import PIPELINE_TYPES, pipeline_of
 
 _ARRAY_DTYPES = {65568: "float32", 65600: "float64", 131104: "int32", 65552: "float16"}
 
@@ -163,8 +164,8 @@ def class_labels_of(spec: Any) -> list[str] | list[int] | None:
     if kind == "kNearestNeighborsClassifier":
         labels = _labels(spec.kNearestNeighborsClassifier)
         return sorted(set(labels), key=labels.index)
-    if kind in ("pipelineClassifier", "pipeline", "pipelineRegressor"):
-        models = getattr(spec, kind).pipeline.models if kind != "pipeline" else spec.pipeline.models
+    if kind in PIPELINE_TYPES:
+        models = pipeline_of(spec).models
         return class_labels_of(models[-1]) if models else None
     return None
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from mlupdate.errors import ModelFileError
+from mlupdate.errors import ModelFileError, ModelNotFoundError, ModelTypeError
 
 
 def _import_proto() -> Any:
@@ -104,7 +104,7 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise ModelFileError(f"No model file at {p}: check the path.") from None
+        raise ModelNotFoundError(f"No model file at {p}: check the path.") from None
     except OSError as exc:
         raise ModelFileError(f"Cannot read {p}: {exc.strerror}. Check the file's permissions.") from None
     if data.startswith(GIT_LFS_POINTER):
@@ -266,7 +266,7 @@ def resolve_spec(model_or_path: Any) -> ModelSpec:
     get_spec = getattr(model_or_path, "get_spec", None)
     if callable(get_spec):
         return copy_spec(get_spec())
-    raise ModelFileError(
+    raise ModelTypeError(
         f"Expected a .mlmodel path, an mlupdate.Model, a coremltools MLModel or a spec, got "
         f"{type(model_or_path).__name__}."
     )

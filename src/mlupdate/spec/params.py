@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlupdate.errors import ParameterError
+from mlupdate.spec.model_types import network_of
 
 
 @dataclass(frozen=True)
@@ -98,18 +99,15 @@ def optimizer_of(update_params: Any) -> tuple[str | None, Any]:
     return None, None
 
 
-def update_parameters(spec: Any) -> dict[str, ParameterDescription]:
-    """The update parameters a model declares (neural network, k-NN, or the last model of a pipeline)."""
-    kind = spec.WhichOneof("Type")
-    if kind in ("pipeline", "pipelineClassifier", "pipelineRegressor"):
-        pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
-        return update_parameters(pipe.models[-1]) if pipe.models else {}
-    if kind == "kNearestNeighborsClassifier":
-        k = spec.kNearestNeighborsClassifier.numberOfNeighbors
-        return {"number_of_neighbors": _int_param("number_of_neighbors", k)}
-    if not (kind or "").startswith("neuralNetwork"):
-        return {}
-    up = getattr(spec, kind).updateParams
+def knn_parameters(spec: Any) -> dict[str, ParameterDescription]:
+    """The update parameters a ``kNearestNeighborsClassifier`` declares (its number of neighbours)."""
+    k = spec.kNearestNeighborsClassifier.numberOfNeighbors
+    return {"number_of_neighbors": _int_param("number_of_neighbors", k)}
+
+
+def network_parameters(spec: Any) -> dict[str, ParameterDescription]:
+    """The update parameters a neural network declares (its optimizer's, epochs, shuffle, seed)."""
+    up = network_of(spec).updateParams
     out: dict[str, ParameterDescription] = {}
     opt_kind, opt = optimizer_of(up)
     if opt is not None:

@@ -1,4 +1,7 @@
-"""Load-time validation: what mlupdate can run, with errors that say how to fix the model."""
+"""Load-time checks every model type shares: declared sizes, and weights that are not finite.
+
+What each type checks besides is declared by its entry in :mod:`mlupdate.kinds`.
+"""
 
 from __future__ import annotations
 
@@ -7,57 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from mlupdate.errors import SpecError, UnsupportedModelError
-from mlupdate.models import PROGRAMS, REFUSED
+from mlupdate.errors import SpecError
 from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, MAX_IMAGE_PIXELS_ENV, max_array_elements, max_image_pixels
-
-#: The model types mlupdate runs; the first three are the neural networks.
-RUNNABLE = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor",
-            "kNearestNeighborsClassifier", "pipeline", "pipelineClassifier", "pipelineRegressor", "linkedModel",
-            *PROGRAMS)
-
-
-def check_model_type(spec: Any, where: str = "The model") -> str:
-    """Return the model type, or raise a clear error for types mlupdate cannot run.
-
-    Raises:
-        UnsupportedModelError: For mlProgram and the other types mlupdate does not run.
-        SpecError: For a pipeline without models, a link without a file name, a classifier without labels.
-    """
-    kind = spec.WhichOneof("Type")
-    check_declared_sizes(spec, where)
-    if kind == "mlProgram":
-        raise UnsupportedModelError(
-            f"{where} is an ML Program (spec version {spec.specificationVersion}). Core ML cannot update ML "
-            "Programs on device, and neither can mlupdate. Convert the source model with "
-            "coremltools.convert(..., convert_to='neuralnetwork', minimum_deployment_target=ct.target.iOS13), "
-            "or use mlupdate.convert(torch_module, ...)."
-        )
-    if kind == "linkedModel":
-        from mlupdate.models.linked import link_target
-
-        link_target(spec, where)  # the file is resolved when the program is built (it needs the model's folder)
-    if kind not in RUNNABLE:
-        why = f", which mlupdate cannot run: {REFUSED[kind]}" if kind in REFUSED else ""
-        raise UnsupportedModelError(
-            f"{where} is of type '{kind}'{why}. mlupdate runs neural networks, k-NN classifiers, "
-            f"{', '.join(PROGRAMS)}, linked models and pipelines of them; it updates neural networks and k-NN "
-            "classifiers."
-        )
-    if kind in ("neuralNetworkClassifier",):
-        nn = spec.neuralNetworkClassifier
-        if nn.WhichOneof("ClassLabels") is None:
-            raise SpecError(f"{where} is a classifier without class labels; add stringClassLabels or int64ClassLabels.")
-    if kind.startswith("pipeline"):
-        pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
-        if not pipe.models:
-            raise SpecError(f"{where} is a pipeline with no models; add at least one model.")
-        inside = "" if where == "The model" else f" in {where[0].lower()}{where[1:]}"
-        for i, sub in enumerate(pipe.models):
-            check_model_type(sub, f"Model {i} of the pipeline{inside}")
-    if not spec.description.input:
-        raise SpecError(f"{where} declares no inputs; Core ML models need at least one. Fix the model's description.")
-    return kind
+from mlupdate.spec.model_types import NN_TYPES
 
 
 def declared_size_problems(spec: Any, where: str = "The model") -> list[str]:
@@ -97,7 +52,7 @@ def check_declared_sizes(spec: Any, where: str = "The model") -> None:
 def nonfinite_weights(spec: Any) -> list[str]:
     """Names of the layers of a neural network whose float weights hold NaN or infinity."""
     kind = spec.WhichOneof("Type")
-    if kind not in RUNNABLE[:3]:
+    if kind not in NN_TYPES:
         return []
     bad = []
     for layer in getattr(spec, kind).layers:

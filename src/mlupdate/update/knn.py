@@ -13,6 +13,8 @@ import numpy as np
 
 from mlupdate.errors import NotUpdatableError, TrainingDataError
 from mlupdate.spec.description import Description, FeatureDescription
+from mlupdate.spec.io import copy_spec
+from mlupdate.spec.model_types import not_updatable
 from mlupdate.update.data import annotate, require_features
 
 
@@ -42,8 +44,6 @@ class KNNUpdate:
 
     def __init__(self, spec: Any, values: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
                  features: Callable[[], list[Any]] | None = None) -> None:
-        from mlupdate.update.trainer import not_updatable
-
         not_updatable(spec)
         self.spec, self.values, self.examples, self._features = spec, dict(values), examples, features
         knn = spec.kNearestNeighborsClassifier
@@ -106,7 +106,5 @@ class KNNUpdate:
 
     def snapshot(self) -> Callable[[], Any]:
         """The spec as it is now (copied when the handler asks for the model)."""
-        from mlupdate.spec.io import copy_spec
-
         frozen = copy_spec(self.spec)
         return lambda: frozen

@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlupdate.errors import ParameterError
-from mlupdate.runtime.onnx_session import COMPUTE_UNITS
-from mlupdate.spec.params import ParameterDescription, update_parameters
+from mlupdate.kinds import update_parameters
+from mlupdate.runtime.execution import Execution, check_crop_and_scale
+from mlupdate.spec.params import ParameterDescription
 
 #: Keys that may change while the task runs (``resume(parameters=...)`` inside a handler), as in Core ML.
 ADJUSTABLE_IN_PROGRESS = ("learning_rate",)
@@ -64,13 +65,15 @@ def check_overrides(descs: Mapping[str, ParameterDescription], overrides: Mappin
 
 
 def resolve(spec: Any, configuration: Mapping[str, Any] | None, parameters: Mapping[str, Any] | None,
-            default_compute_units: str = "all", default_crop: str = "center_crop") -> tuple[dict[str, Any], str, str]:
-    """The parameter values a task runs with, its compute units and its crop-and-scale option.
+            default_compute_units: str = "all",
+            default_crop: str = "center_crop") -> tuple[dict[str, Any], Execution, str]:
+    """The parameter values a task runs with, where its networks run and its crop-and-scale option.
 
     Precedence: the model's defaults, then ``configuration["parameters"]``, then ``parameters``.
 
     Raises:
         ParameterError: For unknown configuration keys, unknown parameters or values out of range.
+        ImageError: For an unknown ``crop_and_scale``.
     """
     config = dict(configuration or {})
     unknown = [k for k in config if k not in CONFIGURATION_KEYS]
@@ -88,11 +91,8 @@ def resolve(spec: Any, configuration: Mapping[str, Any] | None, parameters: Mapp
                 f"Parameter '{key}' is {values[key]}; it must be a positive integer (Core ML's validator refuses "
                 "the model otherwise). Set it in the model (mlupdate make-updatable) or pass parameters=..."
             )
-    units = config.get("compute_units", default_compute_units)
-    if units not in COMPUTE_UNITS:
-        raise ParameterError(f"compute_units={units!r} is not one of {', '.join(COMPUTE_UNITS)}.")
-    crop = config.get("crop_and_scale", default_crop)
-    return values, units, crop
+    execution = Execution(config.get("compute_units", default_compute_units))
+    return values, execution, check_crop_and_scale(config.get("crop_and_scale", default_crop))
 
 
 def in_progress(descs: Mapping[str, ParameterDescription], overrides: Mapping[str, Any]) -> dict[str, Any]:

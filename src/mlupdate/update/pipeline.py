@@ -7,63 +7,49 @@ into the pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlupdate.errors import NotUpdatableError
+from mlupdate.spec.io import copy_spec
+from mlupdate.spec.model_types import not_updatable, pipeline_of
 
 
 class PipelineUpdate:
     """One update of a ``pipeline``/``pipelineClassifier``/``pipelineRegressor`` spec.
 
+    Args:
+        spec: The pipeline.
+        values: The update parameters in use.
+        examples: The training examples (the pipeline's inputs and training targets).
+        build_stage: ``build_stage(stage_spec)`` -> the program of an earlier stage (it only predicts).
+        last_job: ``last_job(features)`` -> the update job of the last model, trained on ``features()``: the
+            examples with every earlier stage's outputs added (run once, when the job first needs them).
+
     Raises:
         NotUpdatableError: The pipeline or its last model is not updatable.
     """
 
-    def __init__(self, spec: Any, values: Mapping[str, Any], compute_units: str, crop_and_scale: str,
-                 examples: Sequence[Mapping[str, Any]], frozen_cache: bool = True, folder: Path | None = None) -> None:
-        from mlupdate.update.trainer import not_updatable
-
+    def __init__(self, spec: Any, values: Mapping[str, Any], examples: Sequence[Mapping[str, Any]],
+                 build_stage: Callable[[Any], Any], crop_and_scale: str,
+                 last_job: Callable[[Callable[[], list[dict[str, Any]]]], Any]) -> None:
         not_updatable(spec)
-        kind = spec.WhichOneof("Type")
-        self.pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
-        last = self.pipe.models[-1]
-        if not last.isUpdatable:
+        self.pipe = pipeline_of(spec)
+        if not self.pipe.models[-1].isUpdatable:
             raise NotUpdatableError("The pipeline's last model is not updatable; only the last model of a pipeline "
                                     "can be updated (as in Core ML).")
         self.spec, self.values, self.examples = spec, dict(values), examples
-        self.units, self.crop, self.folder = compute_units, crop_and_scale, folder
+        self.crop, self._build_stage = crop_and_scale, build_stage
         self._features: list[dict[str, Any]] | None = None
-        sub_kind = last.WhichOneof("Type")
-        if sub_kind == "kNearestNeighborsClassifier":
-            from mlupdate.update.knn import KNNUpdate
-
-            name = last.description.input[0].name
-            self.job: Any = KNNUpdate(last, values, examples, lambda: [f[name] for f in self._stage_outputs()])
-        elif (sub_kind or "").startswith("neuralNetwork"):
-            from mlupdate.spec.description import Description
-            from mlupdate.update.data import require_features
-
-            training = Description.from_spec(spec).training_inputs
-            require_features(examples, [f for f in training.values() if f.type != "image"], list(training))
-            self.job = _LazyNetworkUpdate(last, values, compute_units, crop_and_scale, frozen_cache,
-                                          self._stage_outputs)
-        else:
-            raise NotUpdatableError(f"Updating a pipeline that ends in a {sub_kind} is not supported; mlupdate "
-                                    "updates pipelines that end in a k-NN classifier or a neural network.")
+        self.job: Any = last_job(self._stage_outputs)
         self.last_metrics: dict[str, Any] = {}
 
     def _stage_outputs(self) -> list[dict[str, Any]]:
         """Run every model but the last on the examples (once); returns the accumulated features."""
         if self._features is None:
-            from mlupdate.models.linked import LinkContext
-            from mlupdate.runtime.model import build_program
-
             state = [dict(ex) for ex in self.examples]
-            links = LinkContext(self.folder)
             for sub in self.pipe.models[:-1]:
-                program = build_program(sub, self.units, None, links=links)
+                program = self._build_stage(sub)
                 for s, out in zip(state, program.predict_batch(state, self.crop), strict=True):
                     s.update(out)
             self._features = state
@@ -77,12 +63,8 @@ class PipelineUpdate:
         """A function building the whole pipeline around a captured last model (handlers see the pipeline)."""
 
         def build() -> Any:
-            from mlupdate.spec.io import copy_spec
-
             whole = copy_spec(self.spec)
-            kind = whole.WhichOneof("Type")
-            pipe = whole.pipeline if kind == "pipeline" else getattr(whole, kind).pipeline
-            pipe.models[-1].CopyFrom(last_spec())
+            pipeline_of(whole).models[-1].CopyFrom(last_spec())
             return whole
 
         return build
@@ -106,26 +88,26 @@ class PipelineUpdate:
         return self.spec
 
 
-class _LazyNetworkUpdate:
+class LazyNetworkUpdate:
     """A ``NetworkUpdate`` of the pipeline's last network, built once the earlier models have run.
 
     The earlier models' outputs (the network's inputs) exist only after they predict on the examples,
     which happens in the task's thread, not when the task is created.
     """
 
-    def __init__(self, spec: Any, values: Mapping[str, Any], units: str, crop: str, frozen_cache: bool,
+    def __init__(self, spec: Any, values: Mapping[str, Any], execution: Any, crop: str, frozen_cache: bool,
                  features: Any) -> None:
-        self._args = (spec, values, units, crop)
+        self._args = (spec, values, execution, crop)
         self._frozen_cache, self._features = frozen_cache, features
         self._job: Any = None
         self.last_metrics: dict[str, Any] = {}
 
     def _network(self) -> Any:
         if self._job is None:
-            from mlupdate.update.trainer import NetworkUpdate
+            from mlupdate.update.trainer import NetworkUpdate  # torch: only when the update runs
 
-            spec, values, units, crop = self._args
-            self._job = NetworkUpdate(spec, values, units, crop, self._features(), self._frozen_cache)
+            spec, values, execution, crop = self._args
+            self._job = NetworkUpdate(spec, values, execution, crop, self._features(), self._frozen_cache)
         return self._job
 
     def validate(self) -> None:

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlupdate.authoring.lint import lint
 from mlupdate.errors import Error, NotUpdatableError, ParameterError, UpdateError
+from mlupdate.kinds import UpdateRequest, update_job
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import folder_of, resolve_spec, write_spec
-from mlupdate.spec.validate import check_model_type
 from mlupdate.update import parameters as params
 from mlupdate.update.data import as_examples
 
 EVENTS = ("training_begin", "epoch_end", "mini_batch_end")
-STATES = ("suspended", "running", "cancelling", "completed", "failed")
 Handler = Callable[["UpdateContext"], None]
 
 
@@ -120,25 +120,6 @@ class _Cancelled(Exception):
     pass
 
 
-def _make_job(spec: Any, values: dict[str, Any], units: str, crop: str, examples: list[Any],
-              frozen_cache: bool, folder: Path | None = None) -> Any:
-    kind = check_model_type(spec)
-    if kind.startswith("neuralNetwork"):
-        from mlupdate.update.trainer import NetworkUpdate
-
-        return NetworkUpdate(spec, values, units, crop, examples, frozen_cache)
-    if kind == "kNearestNeighborsClassifier":
-        from mlupdate.update.knn import KNNUpdate
-
-        return KNNUpdate(spec, values, examples)
-    if not kind.startswith("pipeline"):  # Core ML updates only networks, k-NNs and pipelines of them
-        raise NotUpdatableError(f"A {kind} model cannot be updated: Core ML's MLUpdateTask updates neural "
-                                "networks, k-NN classifiers and pipelines ending in one.")
-    from mlupdate.update.pipeline import PipelineUpdate
-
-    return PipelineUpdate(spec, values, units, crop, examples, frozen_cache, folder)
-
-
 def refuse_invalid(spec: Any, folder: Path | None = None) -> None:
     """Refuse a model that Core ML's validator would not compile as updatable (lint's errors).
 
@@ -147,8 +128,6 @@ def refuse_invalid(spec: Any, folder: Path | None = None) -> None:
     Raises:
         NotUpdatableError: Listing every error lint finds.
     """
-    from mlupdate.authoring.lint import lint
-
     errors = [p for p in lint(spec, errors_only=True, folder=folder) if p.severity == "error"]
     if spec.isUpdatable and errors:
         listed = "\n".join(f"  - {p.message}" for p in errors)
@@ -191,14 +170,15 @@ class UpdateTask:
         units = getattr(model_or_path, "compute_units", "all") if isinstance(model_or_path, Model) else "all"
         crop = getattr(model_or_path, "crop_and_scale", "center_crop") if isinstance(model_or_path, Model) \
             else "center_crop"
-        values, self.compute_units, self.crop_and_scale = params.resolve(spec, configuration, parameters, units, crop)
+        values, self.execution, self.crop_and_scale = params.resolve(spec, configuration, parameters, units, crop)
+        self.compute_units = self.execution.compute_units
         self.progress_handlers = progress_handlers or ProgressHandlers(set())
         if completion_handler is not None and self.progress_handlers.completion_handler is not None:
             raise ParameterError("Give the completion handler once: either completion_handler= or in ProgressHandlers.")
         self._completion = completion_handler or self.progress_handlers.completion_handler
         self._descs = params.descriptions(spec)
-        self._job = _make_job(spec, values, self.compute_units, self.crop_and_scale, as_examples(training_data),
-                              _frozen_cache, folder)
+        self._job = update_job(spec, UpdateRequest(values, self.execution, self.crop_and_scale,
+                                                   as_examples(training_data), _frozen_cache, folder))
         self._state = "suspended"
         self._error: Error | None = None
         self._cancel = False
@@ -275,6 +255,11 @@ class UpdateTask:
                 return
         self._finish(None, UpdateError("The update was cancelled before it started."))
 
+    @property
+    def example_count(self) -> int:
+        """How many training examples the task updates on (for progress bars: mini-batches per epoch)."""
+        return len(self._job.examples)
+
     def validate(self) -> int:
         """Check every example fully (decoding images) without training; returns the example count.
 
@@ -284,7 +269,7 @@ class UpdateTask:
         validate = getattr(self._job, "validate", None)
         if validate is not None:
             validate()
-        return len(self._job.examples)
+        return self.example_count
 
     # -- the frozen part, for callers that run many tasks on the same examples (federated nodes) ----
     def _network_job(self, what: str) -> Any:

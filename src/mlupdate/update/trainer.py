@@ -20,14 +20,14 @@ import torch
 
 from mlupdate.errors import NotUpdatableError, UpdateError
 from mlupdate.layers.weights import set_weights
+from mlupdate.runtime.execution import TORCH_CPU, Execution
 from mlupdate.runtime.executors import make_executor
-from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram, network_of
+from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram
 from mlupdate.spec.io import copy_spec
+from mlupdate.spec.model_types import UPDATABLE_LAYERS, network_of, not_updatable
 from mlupdate.spec.params import optimizer_of
 from mlupdate.update.data import annotate, require_features
 from mlupdate.update.losses import as_rows, loss_of, set_classes
-
-UPDATABLE_KINDS = ("convolution", "innerProduct")
 
 
 class Control(Protocol):
@@ -46,22 +46,13 @@ class Control(Protocol):
         ...
 
 
-def not_updatable(spec: Any) -> None:
-    """Raise ``NotUpdatableError`` unless the spec is marked updatable."""
-    if not spec.isUpdatable:
-        raise NotUpdatableError(
-            "The model is not updatable (isUpdatable is false). Make it updatable first: "
-            "mlupdate.make_updatable(model, [layer names]) or `mlupdate make-updatable`."
-        )
-
-
 class NetworkUpdate:
     """One update of a neural network (``neuralNetwork*`` spec).
 
     Args:
         spec: A private copy of the model's spec; updated in place at the end of ``train``.
         values: Resolved update parameters.
-        compute_units: Where the frozen part runs (``cpu_only``: onnxruntime).
+        execution: Where the frozen part runs (``cpu_only``: onnxruntime).
         crop_and_scale: How images of another size are fitted.
         examples: Training examples (feature dicts), checked here.
         frozen_cache: False recomputes the whole network in torch every step (the reference path).
@@ -71,10 +62,10 @@ class NetworkUpdate:
         TrainingDataError: Missing training inputs or bad labels.
     """
 
-    def __init__(self, spec: Any, values: Mapping[str, Any], compute_units: str, crop_and_scale: str,
+    def __init__(self, spec: Any, values: Mapping[str, Any], execution: Execution, crop_and_scale: str,
                  examples: Sequence[Mapping[str, Any]], frozen_cache: bool = True) -> None:
         not_updatable(spec)
-        self.spec, self.values, self.units, self.crop = spec, dict(values), compute_units, crop_and_scale
+        self.spec, self.values, self.execution, self.crop = spec, dict(values), execution, crop_and_scale
         self.examples, self.frozen_cache = examples, frozen_cache
         self.nn = network_of(spec)
         self.opt_kind, _ = optimizer_of(self.nn.updateParams)
@@ -82,7 +73,7 @@ class NetworkUpdate:
             raise NotUpdatableError("The model declares no optimizer; set SGD or Adam (mlupdate make-updatable).")
         if self.values.get("epochs") is None:
             raise NotUpdatableError("The model declares no epochs parameter; set one (mlupdate make-updatable).")
-        self.program = NetworkProgram(spec, "cpu_only", None, executor="torch")
+        self.program = NetworkProgram(spec, TORCH_CPU)
         if not self.program.batched:
             raise NotUpdatableError("mlupdate updates networks whose inputs carry a batch axis (images, or "
                                     "arrays whose first dimension is 1); this model's inputs do not.")
@@ -92,9 +83,9 @@ class NetworkUpdate:
             raise NotUpdatableError("The model is marked updatable but none of its layers is; mark a "
                                     "convolution or innerProduct layer updatable.")
         for _, layer in self.trainable:
-            if layer.WhichOneof("layer") not in UPDATABLE_KINDS:
+            if layer.WhichOneof("layer") not in UPDATABLE_LAYERS:
                 raise NotUpdatableError(f"Layer '{layer.name}' is marked updatable but is a "
-                                        f"{layer.WhichOneof('layer')}; Core ML updates only {UPDATABLE_KINDS}.")
+                                        f"{layer.WhichOneof('layer')}; Core ML updates only {UPDATABLE_LAYERS}.")
         training = dict(desc.training_inputs)
         if not training:
             raise NotUpdatableError("The model declares no training inputs; re-author it (mlupdate make-updatable).")
@@ -154,12 +145,12 @@ class NetworkUpdate:
 
     def precompute(self, control: Control | None = None) -> None:
         """Decode every example and run the frozen part once (chunks of ``CHUNK``), caching its outputs."""
-        trivial = not self.frozen.nodes and all(b not in self.frozen._pre_names for b in self.boundary)
+        trivial = not self.frozen.nodes and not any(self.frozen.preprocessed(b) for b in self.boundary)
         executor = None
         if self.frozen_cache and not trivial:
             # the frozen part runs on its own copy of the modules: moving it to a device never moves
             # the trainable head's parameters behind the optimizer's back
-            executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.units, True,
+            executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.execution, True,
                                      self.frozen_key())
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(self.examples), CHUNK):
@@ -280,5 +271,4 @@ class NetworkUpdate:
             if not torch.isfinite(p).all():
                 raise UpdateError("The updated weights hold NaN or infinity: lower the learning rate.")
         self._spec_with(self._weights(), self.spec)
-        self.final_loss = loss_value
         return self.spec

@@ -21,11 +21,15 @@ from a file (``mlupdate.Model(spec)``) has no folder to search and is an error.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mlupdate.errors import ModelFileError, SpecError
+from mlupdate.errors import ModelNotFoundError, SpecError
+from mlupdate.kinds.load import build_program
+from mlupdate.kinds.registry import Build, Kind, register
+from mlupdate.runtime.cache import content_key
+from mlupdate.spec import io as spec_io
 
 
 def link_target(spec: Any, where: str = "The model") -> tuple[str, list[str]]:
@@ -66,7 +70,7 @@ def resolve(spec: Any, folder: Path | None) -> Path:
 
     Raises:
         SpecError: If the spec was not loaded from a file.
-        ModelFileError: If no folder searched holds the file, naming the file and every place searched.
+        ModelNotFoundError: If no folder searched holds the file, naming the file and every place searched.
     """
     name, entries = link_target(spec)
     if folder is None:
@@ -90,7 +94,7 @@ def resolve(spec: Any, folder: Path | None) -> Path:
             "compiled from beside it." if compiled else "")
     skipped = [e for e in entries if e.startswith("$")]
     bundles = f" Skipped {', '.join(skipped)}: app bundles exist only on Apple's systems." if skipped else ""
-    raise ModelFileError(f"The linked model '{name}' is not in any folder searched; looked for "
+    raise ModelNotFoundError(f"The linked model '{name}' is not in any folder searched; looked for "
                          f"{', '.join(str(p) for p in tried)}.{hint}{bundles} Put the file there or fix "
                          "linkedModelSearchPath.")
 
@@ -100,28 +104,26 @@ class LinkedProgram:
 
     Args:
         spec: A ``Model_pb2.Model`` of type ``linkedModel``.
-        context: The folder to resolve against and the programs built so far in this load.
-        build: ``build_program(spec, cache_key, context)``, to build the linked model.
+        build: The load's settings; ``build.links`` is the folder to resolve against and the programs built
+            so far in this load (None: a spec not read from a file).
 
     Raises:
         SpecError, ModelFileError: If the link cannot be resolved, loops, or the linked model lacks an output.
     """
 
-    def __init__(self, spec: Any, context: LinkContext, build: Any) -> None:
-        from mlupdate.runtime.cache import content_key
-        from mlupdate.spec.io import read_spec
-
+    def __init__(self, spec: Any, build: Build) -> None:
+        context = build.links or LinkContext(None)
         path = resolve(spec, context.folder)
         self.path = path
         if path in context.loading:
             raise SpecError(f"The linked model {path} links back to itself (through its own links); break the "
                             "cycle.")
         if path not in context.built:
-            linked = read_spec(path)
+            linked = spec_io.read_spec(path)
             context.loading.add(path)
             try:
-                context.built[path] = (build(linked, content_key(linked), context.beside(path)),
-                                       {o.name for o in linked.description.output})
+                inner = replace(build, cache_key=content_key(linked), links=context.beside(path))
+                context.built[path] = (build_program(linked, inner), {o.name for o in linked.description.output})
             finally:
                 context.loading.discard(path)
         program, produced = context.built[path]
@@ -136,3 +138,21 @@ class LinkedProgram:
         """The linked model's predictions, limited to the outputs the link declares."""
         results = self.programs[0].predict_batch(examples, crop_and_scale)
         return [{k: r[k] for k in self.outputs if k in r} for r in results]
+
+
+def _lint(spec: Any, errors_only: bool) -> list[Any]:
+    from mlupdate.authoring.lint_rules import Problem  # torch: lint_rules runs networks
+
+    link = spec.linkedModel
+    if link.WhichOneof("LinkType") == "linkedModelFile" and not link.linkedModelFile.linkedModelFileName.defaultValue:
+        return [Problem("error", "linked-model", "The linked model has an empty file name; set linkedModelFileName "
+                                                 "(e.g. 'Extractor.mlmodelc').")]
+    return []
+
+
+def _check(spec: Any, where: str) -> None:
+    link_target(spec, where)  # the file is resolved when the program is built (it needs the model's folder)
+
+
+register(Kind("linkedModel", "linked", program=LinkedProgram, check=_check, lint=_lint,
+              update_hint="Linked models cannot be updatable."))
