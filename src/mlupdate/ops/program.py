@@ -72,13 +72,6 @@ class Block:
     outputs: tuple[str, ...]
 
 
-@dataclass
-class StateRef:
-    """A state of a stateful program (``read_state`` / ``write_state``): a value updated in place."""
-
-    value: torch.Tensor
-
-
 def function_names(program: Any) -> list[str]:
     """The functions of a ``Program`` message, ``main`` first."""
     return sorted(program.functions, key=lambda n: (n != "main", n))

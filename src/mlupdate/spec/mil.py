@@ -137,3 +137,79 @@ def immediate_tensor(tv: Any, tt: TensorType, where: str) -> np.ndarray:
         return np.array(values, dtype=object).reshape(shape)
     held = HELD.get(tt.dtype, tt.dtype)
     return np.array(values, dtype=held).reshape(shape)
+
+
+def select_function(spec: Any, name: str | None) -> Any:
+    """The spec with the interface of function ``name`` (None: the default one) as its description.
+
+    A multifunction model (``coremltools.utils.save_multifunction``) lists each function's inputs and outputs in
+    ``description.functions``; the chosen one becomes the spec's own description and ``defaultFunctionName``,
+    which is what :mod:`mlupdate.runtime.mlprogram` runs. Other specs come back unchanged (``name`` None or
+    ``main``).
+
+    Raises:
+        SpecError: For a function the model does not have.
+    """
+    d = spec.description
+    if not d.functions:
+        if name not in (None, "main") and (spec.WhichOneof("Type") != "mlProgram"
+                                           or name not in spec.mlProgram.functions):
+            raise SpecError(f"The model has no function '{name}'; it has one function (main): leave "
+                            "function_name out.")
+        if name not in (None, "main"):
+            d.defaultFunctionName = name
+        return spec
+    chosen = name or d.defaultFunctionName or d.functions[0].name
+    found = [f for f in d.functions if f.name == chosen]
+    if not found:
+        raise SpecError(f"The model has no function '{chosen}'; its functions are "
+                        f"{[f.name for f in d.functions]}. Pass one of those as function_name.")
+    f = found[0]
+    for field in ("input", "output", "state"):
+        d.ClearField(field)
+        getattr(d, field).extend(getattr(f, field))
+    d.predictedFeatureName = f.predictedFeatureName
+    d.predictedProbabilitiesName = f.predictedProbabilitiesName
+    d.defaultFunctionName = chosen
+    return spec
+
+
+def check_program(spec: Any, where: str = "The model") -> None:
+    """Check what can be checked of an ML Program without compiling it: its function, opset and interface.
+
+    Raises:
+        SpecError: For a program without the function it should run, a function without the block of its opset,
+            or a model without inputs.
+    """
+    program = spec.mlProgram
+    name = spec.description.defaultFunctionName or "main"
+    if name not in program.functions:
+        raise SpecError(f"{where} is an ML Program without a function '{name}' (it has {sorted(program.functions)}). "
+                        "Save the model again with coremltools, or pass function_name.")
+    fn = program.functions[name]
+    if fn.opset not in fn.block_specializations:
+        raise SpecError(f"{where}: function '{name}' names opset '{fn.opset}' but holds no block for it.")
+    if not spec.description.input and not spec.description.state:
+        raise SpecError(f"{where} declares no inputs; Core ML models need at least one. Fix the model's description.")
+
+
+def program_summary(spec: Any) -> dict[str, Any]:
+    """The functions of an ML Program with their opset, inputs, outputs and op counts (nested blocks included)."""
+    functions = []
+    for name in sorted(spec.mlProgram.functions, key=lambda n: (n != "main", n)):
+        fn = spec.mlProgram.functions[name]
+        counts: dict[str, int] = {}
+        block = fn.block_specializations.get(fn.opset)
+        if block is not None:
+            _count_ops(block, counts)
+        functions.append({"name": name, "opset": fn.opset, "inputs": [i.name for i in fn.inputs],
+                          "outputs": list(block.outputs) if block is not None else [],
+                          "ops": dict(sorted(counts.items()))})
+    return {"default_function": spec.description.defaultFunctionName or "main", "functions": functions}
+
+
+def _count_ops(block: Any, counts: dict[str, int]) -> None:
+    for op in block.operations:
+        counts[op.type] = counts.get(op.type, 0) + 1
+        for inner in op.blocks:
+            _count_ops(inner, counts)
