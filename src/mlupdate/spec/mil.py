@@ -15,7 +15,7 @@ import numpy as np
 
 from mlupdate.errors import SpecError
 from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
-from mlupdate.spec.package import SUB_BYTE, Weights, unpack
+from mlupdate.spec.package import BLOB_DTYPES, SUB_BYTE, Weights, unpack
 
 #: MIL.proto DataType codes to dtype names (numpy names, or the packed types of :func:`package.unpack`).
 DATA_TYPES: dict[int, str] = {
@@ -26,7 +26,11 @@ DATA_TYPES: dict[int, str] = {
 
 #: The numpy dtype a decoded value of each type is held in.
 HELD: dict[str, str] = {**{k: "int8" if k == "int4" else "uint8" for k in SUB_BYTE},
-                        "bfloat16": "float32", "float8e4m3fn": "float32", "float8e5m2": "float32", "str": "object"}
+                        "bfloat16": "float32", "float8e4m3fn": "float32", "float8e5m2": "float32"}
+
+
+#: Bits per stored element of the types blobs (and immediate bytes) hold.
+STORED_BITS: dict[str, int] = dict(BLOB_DTYPES.values())
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,8 @@ def _key(value: Any) -> Any:
     return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
 
 
-def immediate_tensor(tv: Any, tt: TensorType, where: str) -> np.ndarray:
-    """An immediate ``TensorValue`` as a numpy array of its declared type and shape."""
+def immediate_tensor(tv: Any, tt: TensorType, where: str) -> Any:
+    """An immediate ``TensorValue`` as a numpy array of its declared type and shape (a scalar string as a str)."""
     shape = tuple(int(d) for d in tt.shape or ())
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if n > max_array_elements():
@@ -123,7 +127,7 @@ def immediate_tensor(tv: Any, tt: TensorType, where: str) -> np.ndarray:
     field = tv.WhichOneof("value")
     if field == "bytes":
         raw = tv.bytes.values
-        bits = SUB_BYTE.get(tt.dtype) or np.dtype(HELD.get(tt.dtype, tt.dtype)).itemsize * 8
+        bits = STORED_BITS.get(tt.dtype) or np.dtype(tt.dtype).itemsize * 8
         if tt.dtype in ("bool", "str") or len(raw) != -(-n * bits // 8):
             raise SpecError(f"{where} declares {n} {tt.dtype} values but stores {len(raw)} bytes.")
         return unpack(raw, tt.dtype, shape)
@@ -133,8 +137,8 @@ def immediate_tensor(tv: Any, tt: TensorType, where: str) -> np.ndarray:
         values = list(getattr(tv, field).values)
     if len(values) != n:
         raise SpecError(f"{where} declares shape {list(shape)} ({n} values) but stores {len(values)}.")
-    if tt.dtype == "str":
-        return np.array(values, dtype=object).reshape(shape)
+    if tt.dtype == "str":  # a mode or name: a Python str, or an array of them
+        return str(values[0]) if not shape else np.array(values, dtype=str).reshape(shape)
     held = HELD.get(tt.dtype, tt.dtype)
     return np.array(values, dtype=held).reshape(shape)
 
