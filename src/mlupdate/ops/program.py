@@ -206,7 +206,7 @@ class ProgramModule(nn.Module):
     def _slot(self, value: Any) -> int:
         if not isinstance(value, np.ndarray) or value.dtype.kind in "OUS":
             return -1
-        self._tensors.append(torch.from_numpy(np.ascontiguousarray(value)))
+        self._tensors.append(torch.from_numpy(np.array(value, order="C")))  # a copy; 0-d stays 0-d
         return len(self._tensors) - 1
 
     # -- running -------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def _as_tuple(out: Any) -> tuple[Any, ...]:
 def _to_torch(value: Any) -> Any:
     """A decoded constant as the kernels take it: numeric arrays as tensors; strings and lists as they are."""
     if isinstance(value, np.ndarray) and value.dtype.kind not in "OUS":
-        return torch.from_numpy(np.ascontiguousarray(value))
+        return torch.from_numpy(np.array(value, order="C"))  # a copy; 0-d stays 0-d
     if isinstance(value, (list, tuple)):
         return [_to_torch(v) for v in value]
     return value

@@ -164,14 +164,21 @@ class MLProgram:
         self.classifier = module.classifier
         self.output_names = list(module.output_names)
         exportable = not (module.has_blocks or module.states or self.flexible)
+        samples = self.sample_inputs()
         if self.state_types:
+            import torch
+
             from mlupdate.runtime.executors import TorchExecutor
 
-            self.executor = TorchExecutor(_Stateful(module), "cpu", threads)
-            return
-        self.executor = make_executor(_Graph(module), self.sample_inputs(), compute_units, False, self.key, executor,
-                                      (), exportable, threads)
-        if self.key is not None and self.executor.name == "onnxruntime":
+            gpu = compute_units != "cpu_only" and executor != "onnxruntime" and torch.cuda.is_available()
+            self.executor = TorchExecutor(_Stateful(module), "cuda" if gpu else "cpu", threads)
+            samples += list(self.make_state().values.values())
+        else:
+            self.executor = make_executor(_Graph(module), samples, compute_units, False, self.key, executor, (),
+                                          exportable, threads)
+        if self.executor.name == "torch" and not module.has_blocks:
+            self.executor.run(samples)  # a dry run: ops that do not fit their inputs fail at load (loops may not end)
+        elif self.key is not None and self.executor.name == "onnxruntime":
             meta = {"outputs": self.output_names, "classifier": self.classifier}
             cache.write(artifact_name(self.key, False).replace(".onnx", ".json"), json.dumps(meta).encode())
 
@@ -225,7 +232,7 @@ class MLProgram:
                 raise FeatureError(f"Input '{f.name}' is of type {f.type}, which ML Programs do not take.")
             if t.dtype == "float16":
                 arr = arr.astype(np.float16)
-            arrays.append(np.ascontiguousarray(arr.astype(_FEED.get(t.dtype, np.float32))))
+            arrays.append(np.array(arr, dtype=_FEED.get(t.dtype, np.float32), order="C"))
         return arrays
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str,
