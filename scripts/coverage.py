@@ -21,6 +21,7 @@ CORE_TYPE_TESTS = {
     "pipeline": ["test_pipeline"],
     "pipelineClassifier": ["test_pipeline"],
     "pipelineRegressor": ["test_pipeline"],
+    "mlProgram": ["test_mlprogram", "test_mlpackage"],
 }
 #: Test modules of the :mod:`mlupdate.models` types: every ``tests/unit/test_models_*.py`` that declares them.
 MODEL_TEST_MODULES = tuple(sorted(p.stem for p in (ROOT / "tests" / "unit").glob("test_models_*.py")))
