@@ -303,3 +303,47 @@ def test_kernel_failure_is_a_layer_error_naming_the_op(two_ops: Path, monkeypatc
     monkeypatch.setitem(OPS, "mul", {15: boom})
     with pytest.raises(LayerError, match=r"\(mul\) failed .*raw torch failure"):
         mlupdate.load(two_ops, executor="torch")
+
+
+def test_lists_grow_in_a_loop_and_gather(tmp_path: Path) -> None:
+    def build(x):
+        mb = _mb()
+        ls = mb.make_list(init_length=1, elem_shape=[3], dtype="fp32", dynamic_length=True)
+
+        def cond(i, ls):
+            return mb.less(x=i, y=np.int32(4))
+
+        def body(i, ls):
+            value = mb.mul(x=x, y=mb.cast(x=i, dtype="fp32"))
+            return mb.add(x=i, y=np.int32(1)), mb.list_write(ls=ls, index=i, value=value)
+
+        _, ls = mb.while_loop(_cond=cond, _body=body, loop_vars=(np.int32(0), ls))
+        return (mb.list_gather(ls=ls, indices=np.array([3, 0, 2], np.int32), name="picked"),
+                mb.list_read(ls=ls, index=np.int32(1), name="second"), mb.list_length(ls=ls, name="n"))
+
+    x = RNG.normal(size=(3,)).astype(np.float32)
+    out = run_program(build, {"x": x}, tmp_path)
+    np.testing.assert_allclose(out["picked"], np.stack([3 * x, 0 * x, 2 * x]), rtol=1e-6)
+    np.testing.assert_allclose(out["second"], x, rtol=1e-6)
+    assert int(np.asarray(out["n"]).reshape(())) == 4
+
+
+def test_image_output_is_an_image(tmp_path: Path) -> None:
+    import torch
+
+    ct = import_coremltools()
+    from PIL import Image
+
+    class Brighten(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 10
+
+    pixels = RNG.integers(0, 200, (4, 5, 3)).astype(np.uint8)
+    path = tmp_path / "imgout.mlpackage"
+    ct.convert(torch.jit.trace(Brighten(), torch.zeros(1, 3, 4, 5)), convert_to="mlprogram",
+               minimum_deployment_target=ct.target.iOS16, compute_precision=ct.precision.FLOAT32,
+               inputs=[ct.ImageType(name="x", shape=(1, 3, 4, 5), color_layout=ct.colorlayout.RGB)],
+               outputs=[ct.ImageType(name="out", color_layout=ct.colorlayout.RGB)]).save(str(path))
+    out = mlupdate.load(path).predict({"x": Image.fromarray(pixels)})["out"]
+    assert isinstance(out, Image.Image) and out.size == (5, 4) and out.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(out), pixels.astype(np.int32) + 10)

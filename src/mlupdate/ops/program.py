@@ -228,7 +228,9 @@ def run_block(block: Block, env: dict[str, Any], consts: list[Any]) -> tuple[Any
         ctx = op.ctx
         if op.blocks:
             ctx = dataclasses.replace(ctx, blocks=tuple(_bind(b, env, consts) for b in op.blocks))
-        outs = _as_tuple(_call(dataclasses.replace(op, ctx=ctx) if op.blocks else op, args))
+        out = _call(dataclasses.replace(op, ctx=ctx) if op.blocks else op, args)
+        single_list = len(op.types) == 1 and isinstance(op.types[0], OtherType) and op.types[0].kind == "list"
+        outs = (out,) if single_list else _as_tuple(out)
         if len(outs) != len(op.outputs) and op.ctx.op_type not in ("write_state",):
             raise SpecError(f"Op '{op.ctx.name}' ({op.ctx.op_type}) declares {len(op.outputs)} output(s) but "
                             f"computes {len(outs)}. Save the model again with coremltools.")
