@@ -200,6 +200,8 @@ def test_classifier_program_gives_label_and_probabilities(tmp_path: Path) -> Non
     assert out[label_name] == "dog"
     assert out[probs_name].keys() == set(labels)
     np.testing.assert_allclose([out[probs_name][c] for c in labels], probs, rtol=1e-6)
+    warm = mlupdate.load(path)  # from the compiled-model cache this time
+    assert warm.executor == "onnxruntime" and warm.predict({"x": x}) == out
 
 
 @pytest.mark.parametrize("layout", ["RGB", "BGR"])

@@ -89,7 +89,6 @@ class ProgramModule(nn.Module):
         input_names, input_types: The function's inputs (states included), in order.
         output_names: The values the main block returns.
         states: The names of the inputs that are states.
-        classifier: ``(label output, probabilities output, classes)`` of a ``classify`` op, else None.
         has_blocks: Whether an op has nested blocks (control flow: not expressible in an ONNX export).
 
     Raises:
@@ -114,7 +113,6 @@ class ProgramModule(nn.Module):
         self.input_types = tuple(value_type(i.type, f"Input '{i.name}'") for i in fn.inputs)
         self.states = tuple(n for n, t in zip(self.input_names, self.input_types, strict=True)
                             if isinstance(t, OtherType) and t.kind == "state")
-        self.classifier: tuple[str, str, list[Any]] | None = None
         self.has_blocks = False
         self._consts: dict[str, tuple[Any, int]] = {}  # constant name -> (held numpy value, buffer slot)
         self._tensors: list[torch.Tensor] = []
@@ -188,8 +186,6 @@ class ProgramModule(nn.Module):
                 array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
                 self._define(out, hold(array, t, name))
             return None
-        if op.type == "classify":
-            self.classifier = (outputs[0], outputs[1] if len(outputs) > 1 else "", list(_flat(consts.get("classes"))))
         scope.update(zip(outputs, types, strict=True))
         return Op(ctx, kernel, inputs, outputs, types, blocks)
 
@@ -273,14 +269,6 @@ def _out_type(t: Type) -> tuple[str, tuple[int | None, ...] | None]:
 
 def _unwrap(param: str, op_type: str, values: list[Any]) -> Any:
     return values if param in VARIADIC.get(op_type, ()) else values[0]
-
-
-def _flat(values: Any) -> list[Any]:
-    if values is None:
-        return []
-    if isinstance(values, np.ndarray):
-        return [v.item() if hasattr(v, "item") else v for v in values.reshape(-1)]
-    return [x for v in values for x in _flat(v)] if isinstance(values, (list, tuple)) else [values]
 
 
 def _as_tuple(out: Any) -> tuple[Any, ...]:

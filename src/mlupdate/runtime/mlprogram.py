@@ -20,7 +20,7 @@ import numpy as np
 from mlupdate.errors import ExportError, FeatureError, SpecError
 from mlupdate.features.arrays import check_array
 from mlupdate.spec.description import Description, FeatureDescription
-from mlupdate.spec.mil import TensorType, value_type
+from mlupdate.spec.mil import TensorType, classifier_of, value_type
 from mlupdate.spec.package import Weights
 
 #: Declared MIL dtype -> numpy dtype of the arrays fed to the compiled program (fp16 held in float32).
@@ -122,20 +122,20 @@ class MLProgram:
         self.key = None if cache_key is None else hashlib.sha256(
             f"{cache_key}|{self.function}|{weights_digest(folder)}".encode()).hexdigest()
         self._module: Any = None
-        self.classifier: tuple[str, str, list[Any]] | None = None
+        self.classifier = classifier_of(spec, self.function)
+        block = fn.block_specializations.get(fn.opset)
+        self.output_names = list(block.outputs) if block is not None else []
         warm = (self.key is not None and executor != "torch" and not self.flexible and not self.state_types
                 and not (executor == "auto" and compute_units != "cpu_only" and cuda_possible()))
         if warm:
             from mlupdate.runtime import cache
 
             path = cache.path_of(artifact_name(self.key, False))
-            meta = cache.read(artifact_name(self.key, False).replace(".onnx", ".json"))
-            if path is not None and meta is not None:
+            if path is not None:
                 try:
                     self.executor: Any = OnnxExecutor(path, threads, self._diagnose)
-                    self.output_names = self._meta(meta)
                     return
-                except (ExportError, ValueError):
+                except ExportError:
                     pass
         self._compile(compute_units, executor, threads)
 
@@ -154,15 +154,9 @@ class MLProgram:
         return self._module
 
     def _compile(self, compute_units: str, executor: str, threads: int | None) -> None:
-        import json
-
-        from mlupdate.runtime import cache
         from mlupdate.runtime.executors import make_executor
-        from mlupdate.runtime.onnx_session import artifact_name
 
         module = self.module
-        self.classifier = module.classifier
-        self.output_names = list(module.output_names)
         exportable = not (module.has_blocks or module.states or self.flexible)
         samples = self.sample_inputs()
         if self.state_types:
@@ -178,16 +172,6 @@ class MLProgram:
                                           exportable, threads)
         if self.executor.name == "torch" and not module.has_blocks:
             self.executor.run(samples)  # a dry run: ops that do not fit their inputs fail at load (loops may not end)
-        elif self.key is not None and self.executor.name == "onnxruntime":
-            meta = {"outputs": self.output_names, "classifier": self.classifier}
-            cache.write(artifact_name(self.key, False).replace(".onnx", ".json"), json.dumps(meta).encode())
-
-    def _meta(self, data: bytes) -> list[str]:
-        import json
-
-        meta = json.loads(data)
-        self.classifier = tuple(meta["classifier"]) if meta.get("classifier") else None  # type: ignore[assignment]
-        return list(meta["outputs"])
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:
         """Re-run the inputs onnxruntime failed on in torch, which names the failing op."""
