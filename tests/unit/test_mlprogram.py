@@ -14,6 +14,7 @@ import pytest
 import mlupdate
 from mlupdate.errors import FeatureError, LayerError, SpecError, UnsupportedModelError
 from mlupdate.spec.io import import_coremltools, read_spec, write_spec
+from mlupdate.spec.summary import summarize
 from tests.ops.mlprogram import run_program, save_program
 
 
@@ -191,6 +192,7 @@ def test_classifier_program_gives_label_and_probabilities(tmp_path: Path) -> Non
 
     path = save_program(build, {"x": ((1, 3), np.float32)}, tmp_path / "cls.mlpackage",
                         classifier_config=ct.ClassifierConfig(labels))
+    assert "classify" in summarize(read_spec(path))["program"]["functions"][0]["ops"]
     model = mlupdate.load(path)
     x = np.array([[0.5, 2.0, -1.0]], np.float32)
     probs = np.exp(x[0]) / np.exp(x[0]).sum()
@@ -320,14 +322,20 @@ def test_lists_grow_in_a_loop_and_gather(tmp_path: Path) -> None:
             return mb.add(x=i, y=np.int32(1)), mb.list_write(ls=ls, index=i, value=value)
 
         _, ls = mb.while_loop(_cond=cond, _body=body, loop_vars=(np.int32(0), ls))
+        rows = mb.stack(values=[mb.add(x=x, y=np.float32(100)), mb.add(x=x, y=np.float32(200))], axis=0)
+        moved = mb.list_scatter(ls=ls, indices=np.array([5, 0], np.int32), value=rows)
         return (mb.list_gather(ls=ls, indices=np.array([3, 0, 2], np.int32), name="picked"),
-                mb.list_read(ls=ls, index=np.int32(1), name="second"), mb.list_length(ls=ls, name="n"))
+                mb.list_read(ls=ls, index=np.int32(1), name="second"), mb.list_length(ls=ls, name="n"),
+                mb.list_gather(ls=moved, indices=np.array([0, 5, 3], np.int32), name="scattered"),
+                mb.list_length(ls=moved, name="grown"))
 
     x = RNG.normal(size=(3,)).astype(np.float32)
     out = run_program(build, {"x": x}, tmp_path)
     np.testing.assert_allclose(out["picked"], np.stack([3 * x, 0 * x, 2 * x]), rtol=1e-6)
     np.testing.assert_allclose(out["second"], x, rtol=1e-6)
     assert int(np.asarray(out["n"]).reshape(())) == 4
+    np.testing.assert_allclose(out["scattered"], np.stack([x + 200, x + 100, 3 * x]), rtol=1e-6)
+    assert int(np.asarray(out["grown"]).reshape(())) == 6  # index 5 grows the list
 
 
 def test_image_output_is_an_image(tmp_path: Path) -> None:
