@@ -167,6 +167,8 @@ class ProgramModule(nn.Module):
             inputs[param] = refs
         consts = {p: _unwrap(p, op.type, [r.const for r in refs]) for p, refs in inputs.items()
                   if all(r.const is not None for r in refs)}
+        if op.type.startswith("constexpr_"):  # iOS16's constexpr ops hold their parameters as attributes
+            consts.update({k: v for k, v in attrs.items() if k not in consts and isinstance(v, (np.ndarray, str))})
         ctx = OpContext(op.type, name=name, opset=self.opset, consts=consts, attrs=attrs,
                         out_types=tuple(_out_type(t) for t in types),
                         dynamic=frozenset(inputs) - frozenset(consts))
