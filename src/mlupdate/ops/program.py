@@ -229,7 +229,7 @@ def run_block(block: Block, env: dict[str, Any], consts: list[Any]) -> tuple[Any
         out = _call(dataclasses.replace(op, ctx=ctx) if op.blocks else op, args)
         single_list = len(op.types) == 1 and isinstance(op.types[0], OtherType) and op.types[0].kind == "list"
         outs = (out,) if single_list else _as_tuple(out)
-        if len(outs) != len(op.outputs) and op.ctx.op_type not in ("write_state",):
+        if len(outs) != len(op.outputs):
             raise SpecError(f"Op '{op.ctx.name}' ({op.ctx.op_type}) declares {len(op.outputs)} output(s) but "
                             f"computes {len(outs)}. Save the model again with coremltools.")
         exact = op.ctx.op_type in EXACT_OPS

@@ -11,6 +11,7 @@ examples along a leading axis is only right for programs proven not to mix them,
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 from mlupdate.errors import ExportError, FeatureError, SpecError
 from mlupdate.features.arrays import check_array
 from mlupdate.spec.description import Description, FeatureDescription
+from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
 from mlupdate.spec.mil import TensorType, classifier_of, value_type
 from mlupdate.spec.package import Weights
 
@@ -114,6 +116,12 @@ class MLProgram:
                             f"(it takes {list(self.mil_inputs)}).")
         self.state_types = {n: t.inner for n, t in self.mil_inputs.items()
                             if not isinstance(t, TensorType) and t.inner is not None}
+        for name, t in self.mil_inputs.items():  # sample inputs and states are allocated at these sizes
+            t = t if isinstance(t, TensorType) else t.inner
+            size = math.prod(d or 1 for d in (t.shape or ())) if t is not None else 0
+            if size > max_array_elements():
+                raise SpecError(f"Input '{name}' of function '{self.function}' declares {size} values, more than the "
+                                f"limit of {max_array_elements()} (set {MAX_ARRAY_ELEMENTS_ENV} to allow more).")
         for f in self.inputs:
             if not isinstance(self.mil_inputs.get(f.name), TensorType):
                 raise SpecError(f"Input '{f.name}' of the description is not a tensor input of function "

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlupdate.errors import FeatureError, ImageError
+from mlupdate.errors import FeatureError, ImageError, ModelFileError
 from mlupdate.features.images import CROP_AND_SCALE
 from mlupdate.models import PROGRAMS, program_for
 from mlupdate.models.linked import LinkContext
@@ -181,7 +181,10 @@ class Model:
     # -- writing -------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> Path:
         """Write the model as a ``.mlmodel`` file (an ML Program as an ``.mlpackage`` folder), atomically."""
-        if self._spec.WhichOneof("Type") == "mlProgram":
+        if self._spec.WhichOneof("Type") == "mlProgram":  # ML Programs (issue 17)
+            if Path(path).suffix == ".mlmodel":
+                raise ModelFileError(f"An ML Program is written as an .mlpackage folder (it keeps its weights beside "
+                                     f"the spec): write to {Path(path).with_suffix('.mlpackage')} instead.")
             return write_package(self._spec, path, model_dir(self.path) if self.path is not None else None)
         return write_spec(self._spec, path)
 
