@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from mlupdate.errors import ModelFileError
-from mlupdate.spec.package import is_package, spec_file
+from mlupdate.spec.package import is_package, model_dir, spec_file
 
 
 def _import_proto() -> Any:
@@ -237,11 +237,14 @@ def copy_spec(spec: ModelSpec) -> ModelSpec:
 
 
 def folder_of(model_or_path: Any) -> Path | None:
-    """The folder a model was read from (where its linked models are looked for); None for a bare spec."""
+    """The folder a model was read from; None for a bare spec.
+
+    Linked models and an ML Program's weights are looked for from there (inside a package: its spec's folder).
+    """
     if isinstance(model_or_path, str | os.PathLike):
-        return Path(model_or_path).resolve().parent
+        return model_dir(model_or_path)
     path = getattr(model_or_path, "path", None)  # an mlupdate.Model (or a coremltools MLModel's package path)
-    return Path(path).resolve().parent if isinstance(path, str | os.PathLike) else None
+    return model_dir(path) if isinstance(path, str | os.PathLike) else None
 
 
 def resolve_spec(model_or_path: Any) -> ModelSpec:
