@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mlupdate.errors import Error, LayerError, SpecError
-from mlupdate.ops import OPSETS, OpContext, kernel_for
+from mlupdate.ops import OPSETS, REFUSED, OpContext, kernel_for, supported_ops
 from mlupdate.ops.precision import EXACT_OPS, held_tensor, hold
 from mlupdate.spec.mil import OtherType, TensorType, decode_value, value_type
 from mlupdate.spec.package import Weights
@@ -172,6 +172,9 @@ class ProgramModule(nn.Module):
         ctx = OpContext(op.type, name=name, opset=self.opset, consts=consts, attrs=attrs,
                         out_types=tuple(_out_type(t) for t in types),
                         dynamic=frozenset(inputs) - frozenset(consts))
+        if op.type not in _known_ops():
+            raise SpecError(f"Op '{name}' is of type '{op.type}', which is not an op of MIL's opsets iOS15 to iOS18: "
+                            "the program is damaged or was written by a newer Core ML. Save it again with coremltools.")
         kernel = kernel_for(op.type, self.opset, name)
         blocks = ()
         if op.blocks:
@@ -211,6 +214,11 @@ class ProgramModule(nn.Module):
     def forward(self, *args: Any) -> tuple[Any, ...]:
         env: dict[str, Any] = dict(zip(self.input_names, args, strict=True))
         return run_block(self.block, env, list(self._buffers.values()))
+
+
+def _known_ops() -> set[str]:
+    """Every MIL op name the registry runs or refuses with a reason."""
+    return set(supported_ops()) | set(REFUSED)
 
 
 def run_block(block: Block, env: dict[str, Any], consts: list[Any]) -> tuple[Any, ...]:
