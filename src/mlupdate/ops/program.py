@@ -207,7 +207,8 @@ class ProgramModule(nn.Module):
     def _slot(self, value: Any) -> int:
         if not isinstance(value, np.ndarray) or value.dtype.kind in "OUS":
             return -1
-        self._tensors.append(torch.from_numpy(np.array(value, order="C")))  # a copy; 0-d stays 0-d
+        shared = value if value.flags.c_contiguous and value.flags.writeable else np.array(value, order="C")
+        self._tensors.append(torch.from_numpy(shared))  # the buffer shares the constant's memory
         return len(self._tensors) - 1
 
     # -- running -------------------------------------------------------------------------------

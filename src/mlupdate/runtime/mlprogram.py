@@ -180,6 +180,8 @@ class MLProgram:
                                           exportable, threads)
         if self.executor.name == "torch" and not module.has_blocks:
             self.executor.run(samples)  # a dry run: ops that do not fit their inputs fail at load (loops may not end)
+        elif self.executor.name == "onnxruntime":
+            self._module = None  # onnxruntime holds the weights now; a failure to diagnose compiles it again
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:
         """Re-run the inputs onnxruntime failed on in torch, which names the failing op."""
