@@ -25,7 +25,7 @@ from torch import nn
 from mlupdate.errors import Error, LayerError, SpecError
 from mlupdate.ops import OPSETS, REFUSED, OpContext, kernel_for, supported_ops
 from mlupdate.ops.precision import EXACT_OPS, held_tensor, hold
-from mlupdate.spec.mil import OtherType, TensorType, decode_value, value_type
+from mlupdate.spec.mil import OtherType, TensorType, decode_value, function_names, value_type
 from mlupdate.spec.package import Weights
 
 #: Input parameters that take several bindings (``TupleInputType`` in coremltools' op definitions).
@@ -70,11 +70,6 @@ class Block:
     inputs: tuple[str, ...]
     ops: list[Op]
     outputs: tuple[str, ...]
-
-
-def function_names(program: Any) -> list[str]:
-    """The functions of a ``Program`` message, ``main`` first."""
-    return sorted(program.functions, key=lambda n: (n != "main", n))
 
 
 class ProgramModule(nn.Module):
