@@ -200,3 +200,8 @@ def test_program_input_over_the_array_limit_is_refused(copy: Path) -> None:
 def test_lint_reads_the_package_weights(package: Path) -> None:
     assert mlupdate.lint(package) == []
     assert mlupdate.lint(mlupdate.load(package)) == []
+
+
+def test_a_spec_without_its_file_cannot_find_blob_weights(package: Path) -> None:
+    with pytest.raises(SpecError, match="by path"):
+        mlupdate.Model(read_spec(package))
