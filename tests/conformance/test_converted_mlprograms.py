@@ -95,3 +95,38 @@ def test_converted_image_classifier_program_matches_torch(image_program, executo
         np.testing.assert_allclose([probs[lab] for lab in labels], want, atol=_tol(want, precision), rtol=0)
         if precision == "fp32" or np.sort(want)[-1] - np.sort(want)[-2] > 2 * _tol(want, precision):
             assert next(v for v in res.values() if isinstance(v, str)) == labels[int(np.argmax(want))]
+
+
+class TokenNet(torch.nn.Module):
+    """Token ids -> embedding, layer norm, dot-product attention, bidirectional LSTM, two outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 16)
+        self.ln = torch.nn.LayerNorm(16)
+        self.q = torch.nn.Linear(16, 16)
+        self.lstm = torch.nn.LSTM(16, 8, batch_first=True, bidirectional=True)
+        self.out = torch.nn.Linear(16, 3)
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.ln(self.emb(ids))
+        h = torch.softmax(self.q(e) @ e.transpose(1, 2) / 4.0, dim=-1) @ e + e
+        y, _ = self.lstm(h)
+        return torch.nn.functional.gelu(self.out(y[:, -1])), h.std(dim=1)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_converted_token_model_with_int32_input_matches_torch(precision, tmp_path):
+    ct = import_coremltools()
+    torch.manual_seed(5)
+    module = TokenNet().eval()
+    ids = torch.randint(0, 50, (2, 7))
+    path = _convert(module, ids, tmp_path / "tokens.mlpackage", precision,
+                    inputs=[ct.TensorType(name="ids", shape=(2, 7), dtype=np.int32)])
+    x = np.random.default_rng(6).integers(0, 50, (2, 7)).astype(np.int32)
+    with torch.no_grad():
+        want = [w.numpy() for w in module(torch.from_numpy(x).long())]
+    for executor in EXECUTORS:
+        got = list(mlupdate.load(path, executor=executor).predict({"ids": x}).values())
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, atol=_tol(w, precision), rtol=0)
