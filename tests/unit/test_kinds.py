@@ -46,8 +46,9 @@ def _typed(name):
     return spec
 
 
-def test_ml_program_is_refused_with_the_way_forward():
-    with pytest.raises(mlupdate.UnsupportedModelError, match="ML Program .*convert_to='neuralnetwork'"):
+def test_ml_program_runs_but_core_ml_does_not_update_it():
+    assert "mlProgram" in RUNNABLE and KINDS["mlProgram"].update is None  # Core ML updates no ML Program
+    with pytest.raises(mlupdate.SpecError, match="ML Program without a function 'main'"):
         mlupdate.Model(_typed("mlProgram"))
 
 

@@ -12,7 +12,7 @@ module                     types
 :mod:`.classic`            the numpy types (GLM, SVM, trees, encoders, transforms, ...)
 :mod:`.linked`             linkedModel
 :mod:`.pipeline`           pipeline, pipelineClassifier, pipelineRegressor
-:mod:`.ml_program`         mlProgram (refused today)
+:mod:`.ml_program`         mlProgram (ML Programs, run; not updatable)
 :mod:`.refused`            the types only Apple's frameworks or an app's code can run
 =========================  ===================================================================
 

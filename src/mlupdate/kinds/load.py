@@ -23,7 +23,7 @@ def check(spec: Any, where: str = "The model") -> Kind:
     """Return the entry of ``spec``'s type, or raise a clear error for a type mlupdate cannot run.
 
     Raises:
-        UnsupportedModelError: For mlProgram and the other types mlupdate does not run.
+        UnsupportedModelError: For the types mlupdate does not run.
         SpecError: For a pipeline without models, a link without a file name, a classifier without labels,
             declared sizes out of bounds, or a model without inputs.
     """
@@ -36,7 +36,7 @@ def check(spec: Any, where: str = "The model") -> Kind:
         why = f", which mlupdate cannot run: {kind.refusal}" if kind is not None and kind.refusal else ""
         classic = ", ".join(n for n, k in KINDS.items() if k.group == "classic")
         raise UnsupportedModelError(
-            f"{where} is of type '{name}'{why}. mlupdate runs neural networks, k-NN classifiers, "
+            f"{where} is of type '{name}'{why}. mlupdate runs neural networks, ML Programs, k-NN classifiers, "
             f"{classic}, linked models and pipelines of them; it updates neural networks and k-NN classifiers."
         )
     if kind.check is not None:

@@ -1,24 +1,29 @@
-"""ML Programs (``mlProgram``, ``.mlpackage``, spec 6+): refused today, with the way forward.
+"""ML Programs (``mlProgram``, ``.mlpackage``, spec 6+).
 
-Core ML cannot update ML Programs on device. When mlupdate runs them, this module declares their program
-(:mod:`mlupdate.ops`) and nothing else changes.
+Program: :class:`mlupdate.runtime.mlprogram.MLProgram` (the function compiled from MIL by :mod:`mlupdate.ops`);
+checks: :func:`mlupdate.spec.mil.check_program`; summary: its functions and op counts. Core ML cannot update an
+ML Program, so neither does mlupdate: Apple's updatable layout is a pipeline of an ML Program feature extractor
+and an updatable neural-network head (:mod:`mlupdate.kinds.pipeline`; ``mlupdate.convert(..., format="mlpackage")``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlupdate.kinds.registry import Kind, register
+from mlupdate.kinds.registry import Build, Kind, register
+from mlupdate.spec.mil import check_program, program_summary
 
 
-def _refusal_message(spec: Any, where: str) -> str:
-    return (f"{where} is an ML Program (spec version {spec.specificationVersion}). Core ML cannot update ML "
-            "Programs on device, and neither can mlupdate. Convert the source model with "
-            "coremltools.convert(..., convert_to='neuralnetwork', minimum_deployment_target=ct.target.iOS13), "
-            "or use mlupdate.convert(torch_module, ...).")
+def _program(spec: Any, build: Build) -> Any:
+    from mlupdate.runtime.mlprogram import MLProgram  # torch only when the function is compiled
+
+    return MLProgram(spec, build.execution, build.cache_key, build.links.folder if build.links else None)
 
 
-register(Kind("mlProgram", "refused",
-              refusal="Core ML cannot update ML Programs on device; convert with convert_to='neuralnetwork'",
-              refusal_message=_refusal_message,
-              update_hint="ML Programs cannot be updated: convert with convert_to='neuralnetwork'."))
+def _summary(spec: Any) -> dict[str, Any]:
+    return {"program": program_summary(spec)}
+
+
+register(Kind("mlProgram", "ml_program", program=_program, check=check_program, summary=_summary,
+              update_hint="Core ML cannot update an ML Program: ship a pipeline of the ML Program as a feature "
+                          "extractor and an updatable neural-network head (mlupdate convert --format mlpackage)."))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlupdate.errors import FeatureError
+from mlupdate.errors import FeatureError, ModelFileError
 from mlupdate.kinds import Build, build_program, update_parameters
 from mlupdate.kinds.linked import LinkContext
 from mlupdate.models.columns import arrays_of, given_columns, on_columns, stack_values
@@ -15,6 +15,8 @@ from mlupdate.runtime.cache import content_key
 from mlupdate.runtime.execution import Execution, check_crop_and_scale
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, resolve_spec, write_spec
+from mlupdate.spec.mil import select_function
+from mlupdate.spec.package import model_dir, write_package
 from mlupdate.spec.params import ParameterDescription
 
 
@@ -45,7 +47,7 @@ class Model:
         self.compute_units = compute_units
         self.path = Path(path) if path is not None else None
         key = content_key(self._spec)
-        links = LinkContext(self.path.resolve().parent) if self.path is not None else None
+        links = LinkContext(model_dir(self.path)) if self.path is not None else None
         self._program = build_program(self._spec, Build(self.execution, key, links))
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
@@ -86,12 +88,13 @@ class Model:
         return _executor_attr(self._program, "device")
 
     # -- predicting ---------------------------------------------------------------------------
-    def predict(self, features: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, features: dict[str, Any], state: Any = None) -> dict[str, Any]:
         """Predict one example.
 
         Args:
             features: Input name to value: images as PIL images, paths, bytes or ``HxWxC`` uint8
                 arrays; multiarrays as numpy arrays. Extra keys are ignored, as in Core ML.
+            state: For a stateful ML Program, the states from :meth:`make_state` (updated in place).
 
         Returns:
             Output name to value. A classifier returns its top label under
@@ -100,7 +103,20 @@ class Model:
         Raises:
             FeatureError: For a missing input or a value of the wrong type or shape.
         """
+        if state is not None:  # stateful ML Programs
+            return self._program.predict_batch([features], self.crop_and_scale, state)[0]
         return self.predict_batch([features])[0]
+
+    def make_state(self) -> Any:
+        """Fresh states of a stateful ML Program, for ``predict(..., state=)`` (coremltools' ``make_state``).
+
+        Raises:
+            FeatureError: For a model without states.
+        """
+        make = getattr(self._program, "make_state", None)
+        if make is None:
+            raise FeatureError("This model has no states; only stateful ML Programs do.")
+        return make()
 
     def predict_batch(self, batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predict many examples in one batched forward pass (where the network allows it)."""
@@ -147,7 +163,12 @@ class Model:
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model as a ``.mlmodel`` file, atomically (temp file, fsync, rename)."""
+        """Write the model as a ``.mlmodel`` file (an ML Program as an ``.mlpackage`` folder), atomically."""
+        if self._spec.WhichOneof("Type") == "mlProgram":  # ML Programs (issue 17)
+            if Path(path).suffix == ".mlmodel":
+                raise ModelFileError(f"An ML Program is written as an .mlpackage folder (it keeps its weights beside "
+                                     f"the spec): write to {Path(path).with_suffix('.mlpackage')} instead.")
+            return write_package(self._spec, path, model_dir(self.path) if self.path is not None else None)
         return write_spec(self._spec, path)
 
     save = write
@@ -170,18 +191,21 @@ def _executor_attr(program: Any, attr: str) -> str:
 
 
 def load(model: str | os.PathLike[str] | ModelSpec | Any, compute_units: str = "all",
-         crop_and_scale: str = "center_crop", executor: str = "auto", threads: int | None = None) -> Model:
+         crop_and_scale: str = "center_crop", executor: str = "auto", threads: int | None = None,
+         function_name: str | None = None) -> Model:
     """Load a model, validate it once and compile it.
 
     Args:
         model: A ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
-            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.kinds`), or a pipeline), a
-            protobuf ``Model_pb2.Model`` spec, a coremltools ``MLModel`` or an :class:`mlupdate.Model` (each
-            copied). Linked models are looked for from the file's folder.
+            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.kinds`), or a pipeline), an
+            ``.mlpackage`` folder (an ML Program, or a pipeline with ML Program stages), a protobuf
+            ``Model_pb2.Model`` spec, a coremltools ``MLModel`` or an :class:`mlupdate.Model` (each copied).
+            Linked models are looked for from the file's folder.
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
         executor: ``auto``, or force ``onnxruntime`` / ``torch``.
         threads: CPU threads the executor uses (None: one per core).
+        function_name: The function of a multifunction ML Program to run (None: its default function).
 
     Returns:
         The loaded model.
@@ -189,13 +213,14 @@ def load(model: str | os.PathLike[str] | ModelSpec | Any, compute_units: str = "
     Raises:
         ModelFileError: Not a model file, unreadable or truncated (``ModelNotFoundError`` for a missing file,
             ``ModelTypeError`` for an object that is no model).
-        UnsupportedModelError: mlProgram or another type mlupdate cannot run.
+        UnsupportedModelError: A model type or ML Program op mlupdate cannot run.
         UnsupportedLayerError: A layer kind mlupdate does not implement.
         SpecError: An inconsistent spec (missing blobs, wrong weight counts).
     """
     if isinstance(model, str | os.PathLike):
         spec, path = read_spec(model), model
-    else:
-        spec, path = resolve_spec(model), getattr(model, "path", None) if isinstance(model, Model) else None
-    return Model(spec, compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
-                 executor=executor, threads=threads, copy=False)
+    else:  # a coremltools MLModel of an .mlpackage keeps its weights in its package folder
+        spec = resolve_spec(model)
+        path = model.path if isinstance(model, Model) else getattr(model, "package_path", None)
+    return Model(select_function(spec, function_name), compute_units=compute_units, crop_and_scale=crop_and_scale,
+                 path=path, executor=executor, threads=threads, copy=False)
