@@ -29,8 +29,14 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
             updatable: Sequence[str] | None = None,
             loss: str = "categorical_cross_entropy", optimizer: Any = None, epochs: int = 1, shuffle: bool = True,
             seed: int | None = None, input_name: str | None = None, output_name: str | None = None,
-            predicted_feature_name: str = "classLabel") -> Model:
+            predicted_feature_name: str = "classLabel", format: str = "mlmodel",  # noqa: A002 - coremltools' word
+            compute_precision: str = "float16") -> Model:
     """Convert a PyTorch module to a Core ML neural network, optionally updatable.
+
+    ``format="mlpackage"`` makes Apple's recommended updatable layout instead: the module is split at its
+    first updatable layer into an ML Program feature extractor and an updatable neural-network head,
+    joined in one pipeline (:mod:`mlupdate.authoring.convert_pipeline`); write it with
+    ``model.write("Model.mlpackage")``.
 
     Args:
         torch_module: The module (put in eval mode and traced with ``example_input``).
@@ -48,6 +54,10 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
         input_name: Name of the input feature (default ``"image"`` for images, ``"input"`` otherwise).
         output_name: Name of the output (for classifiers, the probabilities dictionary).
         predicted_feature_name: Name of a classifier's top-label output.
+        format: ``"mlmodel"`` (one neural network) or ``"mlpackage"`` (ML Program extractor + updatable
+            neural-network head; needs ``updatable``).
+        compute_precision: The ML Program extractor's precision with ``format="mlpackage"``: ``"float16"``
+            (coremltools' default) or ``"float32"``.
 
     Returns:
         The converted model; ``model.notes`` says which layers were renamed and what was repaired.
@@ -63,6 +73,21 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
         raise ConversionError("example_input must be one torch.Tensor (batch first), got "
                               f"{type(example_input).__name__}.")
     name = input_name or ("image" if image_input else "input")
+    if format not in ("mlmodel", "mlpackage"):
+        raise ConversionError(f"format must be 'mlmodel' or 'mlpackage', got {format!r}.")
+    if format == "mlpackage":
+        if not updatable:
+            raise ConversionError("format='mlpackage' splits the module at its first updatable layer: pass "
+                                  "updatable=[...] (for a plain ML Program use coremltools.convert).")
+        from mlupdate.authoring.convert_pipeline import FEATURES, convert_pipeline
+
+        def make_head(head: torch.nn.Module, features: torch.Tensor) -> Model:
+            return convert(head, features, class_labels=class_labels, updatable=updatable, loss=loss,
+                           optimizer=optimizer, epochs=epochs, shuffle=shuffle, seed=seed, input_name=FEATURES,
+                           output_name=output_name, predicted_feature_name=predicted_feature_name)
+
+        return convert_pipeline(torch_module, example_input, name, image_input, class_labels, updatable, make_head,
+                                compute_precision)
     spec = _coreml_spec(torch_module, example_input, name, image_input, class_labels, output_name,
                         predicted_feature_name)
     mapping, notes = rename_layers(spec, torch_module)
@@ -83,6 +108,19 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
 
 def _coreml_spec(module: torch.nn.Module, example: torch.Tensor, name: str, image_input: dict[str, Any] | bool | None,
                  class_labels: Sequence[Any] | None, output_name: str | None, predicted_feature_name: str) -> Any:
+    return coreml_model(module, example, name, image_input, class_labels, output_name,
+                        predicted_feature_name).get_spec()
+
+
+def coreml_model(module: torch.nn.Module, example: torch.Tensor, name: str, image_input: dict[str, Any] | bool | None,
+                 class_labels: Sequence[Any] | None, output_name: str | None,
+                 predicted_feature_name: str = "classLabel", convert_to: str = "neuralnetwork",
+                 compute_precision: str = "float16") -> Any:
+    """Run coremltools' converter on ``module`` (traced with ``example``); returns coremltools' ``MLModel``.
+
+    ``convert_to="mlprogram"`` makes an ML Program with the given ``compute_precision`` (``float16``,
+    coremltools' default, or ``float32``); its weights stay in the ``MLModel``'s ``weights_dir``.
+    """
     from mlupdate.authoring.torch_patches import frontend_fixes
     from mlupdate.spec.io import import_coremltools
 
@@ -100,7 +138,11 @@ def _coreml_spec(module: torch.nn.Module, example: torch.Tensor, name: str, imag
                                   "keys scale, bias and color_layout ('RGB', 'BGR' or 'G').") from None
     else:
         inp = ct.TensorType(name=name, shape=shape)
-    kwargs: dict[str, Any] = {"inputs": [inp], "convert_to": "neuralnetwork"}
+    kwargs: dict[str, Any] = {"inputs": [inp], "convert_to": convert_to}
+    if convert_to == "mlprogram":
+        if compute_precision not in ("float16", "float32"):
+            raise ConversionError(f"compute_precision must be 'float16' or 'float32', got {compute_precision!r}.")
+        kwargs["compute_precision"] = getattr(ct.precision, compute_precision.upper())
     if class_labels is not None:
         kwargs["classifier_config"] = ct.ClassifierConfig(list(class_labels),
                                                           predicted_feature_name=predicted_feature_name)
@@ -128,7 +170,7 @@ def _coreml_spec(module: torch.nn.Module, example: torch.Tensor, name: str, imag
     finally:
         log.setLevel(level)
         module.train(was_training)
-    return ml.get_spec()
+    return ml
 
 
 # -- name mapping -----------------------------------------------------------------------------------
