@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from mlupdate.authoring import netgraph as ng
+from mlupdate.authoring.lint_pipeline import interface_problems, program_stage_problems
 from mlupdate.authoring.lint_rules import Problem, int64_problems, network_problems
 from mlupdate.errors import Error
-from mlupdate.spec.io import folder_of, resolve_spec
+from mlupdate.spec.io import folder_of, package_dir, resolve_spec
 from mlupdate.spec.validate import declared_size_problems, nonfinite_weights
 
 __all__ = ["Problem", "lint"]
@@ -42,7 +43,7 @@ def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False,
     spec = resolve_spec(model_or_path)
     refused = _load_problem(spec, Path(folder) if folder is not None else folder_of(model_or_path))
     try:
-        problems = _model(spec, "", errors_only)
+        problems = _model(spec, "", errors_only, package_dir(model_or_path))
     except Error:
         if refused is None:
             raise
@@ -76,7 +77,7 @@ def _prefixed(problems: list[Problem], where: str) -> list[Problem]:
     return [Problem(p.severity, p.rule, f"{where}: {p.message}", p.layer) for p in problems]
 
 
-def _model(spec: Any, where: str, errors_only: bool = False) -> list[Problem]:
+def _model(spec: Any, where: str, errors_only: bool = False, package: Path | None = None) -> list[Problem]:
     kind = spec.WhichOneof("Type")
     out: list[Problem] = [Problem("error", "declared-size", msg) for msg in declared_size_problems(spec)]
     if out:  # the other rules run the network on inputs of the declared sizes
@@ -99,7 +100,7 @@ def _model(spec: Any, where: str, errors_only: bool = False) -> list[Problem]:
     elif kind == "kNearestNeighborsClassifier":
         out += knn_problems(spec)
     elif kind and kind.startswith("pipeline"):
-        out += _pipeline(spec, kind, errors_only)
+        out += _pipeline(spec, kind, errors_only, package)
     elif kind == "linkedModel":
         out += _linked(spec)
     return _prefixed(out, where)
@@ -118,10 +119,10 @@ def _network(spec: Any) -> list[Problem]:
                                                 "updatable with mlupdate make-updatable MODEL OUT --layers ...")]
 
 
-def _pipeline(spec: Any, kind: str, errors_only: bool) -> list[Problem]:
+def _pipeline(spec: Any, kind: str, errors_only: bool, package: Path | None) -> list[Problem]:
     pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
     models = list(pipe.models)
-    out: list[Problem] = []
+    out = interface_problems(spec, models) + program_stage_problems(spec, models, package)
     if pipe.names:
         if len(pipe.names) != len(models):
             out.append(Problem("error", "pipeline-names", f"The pipeline names {len(pipe.names)} models but holds "
