@@ -23,6 +23,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from mlupdate.errors import ModelFileError
+from mlupdate.spec.package import is_package, spec_file
 
 
 def _import_proto() -> Any:
@@ -78,29 +79,29 @@ GIT_LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 
 
 def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
-    """Read a ``.mlmodel`` file into a ``Model_pb2.Model``.
+    """Read a ``.mlmodel`` file or an ``.mlpackage`` folder's spec into a ``Model_pb2.Model``.
+
+    An ML Program's weights stay in the package (:mod:`mlupdate.spec.package`); they are read when it is built.
 
     Args:
-        path: Path of the ``.mlmodel`` file.
+        path: Path of the ``.mlmodel`` file or ``.mlpackage`` folder.
 
     Returns:
         The parsed specification.
 
     Raises:
-        ModelFileError: If the file is missing, is a compiled ``.mlmodelc`` or ``.mlpackage``
-            folder, is truncated, or is not a Core ML model.
+        ModelFileError: If the file is missing, is a compiled ``.mlmodelc`` folder or a damaged package, is
+            truncated, or is not a Core ML model.
     """
     p = Path(path)
     if p.is_dir():
-        if p.suffix == ".mlpackage":
+        if p.suffix == ".mlpackage" or is_package(p):
+            p = spec_file(p)  # the package's root model (Manifest.json), checked
+        else:
             raise ModelFileError(
-                f"{p} is an .mlpackage (an ML Program). Core ML updatable models are .mlmodel neural "
-                "networks: convert with coremltools.convert(..., convert_to='neuralnetwork')."
+                f"{p} is a folder (a compiled .mlmodelc?). mlupdate reads the source .mlmodel file or "
+                ".mlpackage; pass the one Xcode compiled it from."
             )
-        raise ModelFileError(
-            f"{p} is a folder (a compiled .mlmodelc?). mlupdate reads the source .mlmodel file; "
-            "pass the .mlmodel that Xcode compiled it from."
-        )
     try:
         data = p.read_bytes()
     except FileNotFoundError:
