@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlupdate.authoring.lint_rules import Problem
+from mlupdate.spec.layout import blob_files
+from mlupdate.spec.package import MODEL_PATH
 
 ML_PROGRAM_SPEC_VERSION = 6  # iOS 15, the first with ML Programs (Model.proto's version table)
 
@@ -116,27 +118,6 @@ def program_stage_problems(spec: Any, models: list[Any], package: Path | None) -
     return out
 
 
-def blob_files(message: Any) -> set[str]:
-    """Every ``blobFileValue.fileName`` in a protobuf message (an ML Program), found by walking it."""
-    found: set[str] = set()
-    todo = [message]
-    while todo:
-        m = todo.pop()
-        if m.DESCRIPTOR.name == "Value" and m.WhichOneof("value") == "blobFileValue":
-            found.add(m.blobFileValue.fileName)
-            continue
-        for field, value in m.ListFields():
-            if field.message_type is None:
-                continue
-            if field.message_type.GetOptions().map_entry:
-                todo.extend(v for v in value.values() if hasattr(v, "ListFields"))
-            elif field.label == field.LABEL_REPEATED:
-                todo.extend(value)
-            else:
-                todo.append(value)
-    return found
-
-
 def _resolve(package: Path, name: str) -> Path:
     parts = PurePosixPath(name).parts
-    return package.joinpath(*parts[1:]) if parts[:1] == ("@model_path",) else package / name
+    return package.joinpath(*parts[1:]) if parts[:1] == (MODEL_PATH,) else package / name

@@ -13,7 +13,8 @@ from mlupdate.models import PROGRAMS, program_for
 from mlupdate.models.linked import LinkContext
 from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
-from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, write_spec
+from mlupdate.spec.io import ModelSpec, copy_spec, read_spec
+from mlupdate.spec.layout import weights_root, write_model
 from mlupdate.spec.params import ParameterDescription, update_parameters
 from mlupdate.spec.validate import check_model_type
 
@@ -160,8 +161,14 @@ class Model:
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model as a ``.mlmodel`` file, atomically (temp file, fsync, rename)."""
-        return write_spec(self._spec, path)
+        """Write the model atomically, as a ``.mlmodel`` file or an ``.mlpackage`` folder.
+
+        A ``.mlmodel`` is written to a temp file, fsynced and renamed; a package (``path`` ends in
+        ``.mlpackage`` or is one) is assembled in a temp folder beside it and swapped in. A model
+        holding an ML Program (alone or as a pipeline stage) is written as a package only, with its weights
+        copied byte for byte from the package it was read from.
+        """
+        return write_model(self._spec, path, weights_root(self))
 
     save = write
 

@@ -244,19 +244,6 @@ def folder_of(model_or_path: Any) -> Path | None:
     return Path(path).resolve().parent if isinstance(path, str | os.PathLike) else None
 
 
-def package_dir(model_or_path: Any) -> Path | None:
-    """What ``@model_path`` means for a model read from an ``.mlpackage`` (its ``Data/com.apple.CoreML`` folder).
-
-    None for a ``.mlmodel`` file, a bare spec, or a model not read from a package.
-    """
-    path = model_or_path if isinstance(model_or_path, str | os.PathLike) else getattr(model_or_path, "path", None)
-    if not isinstance(path, str | os.PathLike) or not Path(path).is_dir():
-        return None
-    from mlupdate.spec.package import model_dir
-
-    return model_dir(path)
-
-
 def resolve_spec(model_or_path: Any) -> ModelSpec:
     """Return a private copy of the spec behind a path, a ``Model``, an ``MLModel`` or a spec.
 
