@@ -17,6 +17,8 @@ from mlupdate.ops import OpContext, kernel_for
 def _tensor(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_tensor(v) for v in value]
+    if isinstance(value, str) or np.asarray(value).dtype.kind in "US":
+        return value  # string parameters (modes) are constants only: kernels read them from ctx.consts
     return torch.from_numpy(np.ascontiguousarray(value))
 
 
