@@ -196,7 +196,7 @@ class UpdateTask:
                  parameters: Mapping[str, Any] | None = None, progress_handlers: ProgressHandlers | None = None,
                  completion_handler: Handler | None = None, _frozen_cache: bool = True) -> None:
         spec = resolve_spec(model_or_path)
-        folder = folder_of(model_or_path)
+        folder = weights_root(model_or_path) or folder_of(model_or_path)  # a package's @model_path
         refuse_invalid(spec, folder)
         #: Where the model's ML Program stages keep their weights (the source package), or None.
         self.weights_path = _source_path(model_or_path) if program_stages(spec) else None
