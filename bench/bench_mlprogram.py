@@ -175,9 +175,9 @@ def bench_fresh(name: str, net: Any, size: int, args: argparse.Namespace) -> Non
         runs["mlupdate"].append(_fresh(FRESH_MLUPDATE, pkg, args.threads, sh))
         runs["ort"].append(_fresh(FRESH_ORT, onnx, args.threads, sh))
     med = {k: (float(np.median([w for w, _ in v])), float(np.median([r for _, r in v]))) for k, v in runs.items()}
-    print(f"fresh   {name:8s} fp16 warm: mlupdate {med['mlupdate'][0]:.2f} s / {med['mlupdate'][1]:.0f} MiB, "
-          f"onnxruntime {med['ort'][0]:.2f} s / {med['ort'][1]:.0f} MiB, ratio {med['mlupdate'][0] / med['ort'][0]:.2f}x"
-          f" time, {med['mlupdate'][1] / med['ort'][1]:.2f}x RSS", flush=True)
+    (mt, mr), (ot, orss) = med["mlupdate"], med["ort"]
+    print(f"fresh   {name:8s} fp16 warm: mlupdate {mt:.2f} s / {mr:.0f} MiB, onnxruntime {ot:.2f} s / {orss:.0f} MiB, "
+          f"ratio {mt / ot:.2f}x time, {mr / orss:.2f}x RSS", flush=True)
 
 
 def bench_update(name: str, net: Any, size: int, args: argparse.Namespace) -> None:
