@@ -12,7 +12,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("inspect", help="describe a model: inputs, outputs, layers, update configuration",
                        description="Describe a .mlmodel: interface, metadata, layers in order (type, inputs, "
                                    "outputs, updatable flag) and the update configuration (loss, optimizer, epochs).")
-    p.add_argument("model", help="path of the .mlmodel file")
+    p.add_argument("model", help="path of the .mlmodel file or .mlpackage folder")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -52,6 +52,10 @@ def render(info: dict[str, Any]) -> str:
             flag = "  [updatable]" if layer["updatable"] else ""
             lines.append(f"  {i:3d} {layer['name']} ({layer['type']}): {', '.join(layer['inputs'])} -> "
                          f"{', '.join(layer['outputs'])}{flag}")
+    for fn in info.get("program", {}).get("functions", []):  # ML Programs
+        ops = ", ".join(f"{k} x{v}" for k, v in fn["ops"].items())
+        lines.append(f"Function {fn['name']} ({fn['opset']}): {', '.join(fn['inputs'])} -> "
+                     f"{', '.join(fn['outputs'])}; ops: {ops}")
     knn = info.get("knn")
     if knn:
         lines.append(f"k-NN: {knn['samples']} samples of {knn['dimensions']} dimensions, {knn['index']}, "

@@ -51,7 +51,7 @@ def hold(value: Any, declared: TensorType | OtherType, where: str) -> Any:
     Raises:
         SpecError: When the value's shape differs from a fully declared shape.
     """
-    if not isinstance(value, np.ndarray) or value.dtype == object or not isinstance(declared, TensorType):
+    if not isinstance(value, np.ndarray) or value.dtype.kind in "OUS" or not isinstance(declared, TensorType):
         return value
     if declared.shape is not None and None not in declared.shape and tuple(value.shape) != declared.shape:
         raise SpecError(f"The constant of op '{where}' has shape {list(value.shape)} but is declared "

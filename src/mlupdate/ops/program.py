@@ -72,13 +72,6 @@ class Block:
     outputs: tuple[str, ...]
 
 
-@dataclass
-class StateRef:
-    """A state of a stateful program (``read_state`` / ``write_state``): a value updated in place."""
-
-    value: torch.Tensor
-
-
 def function_names(program: Any) -> list[str]:
     """The functions of a ``Program`` message, ``main`` first."""
     return sorted(program.functions, key=lambda n: (n != "main", n))
@@ -211,7 +204,7 @@ class ProgramModule(nn.Module):
         self._consts[name] = (value, self._slot(value))
 
     def _slot(self, value: Any) -> int:
-        if not isinstance(value, np.ndarray) or value.dtype == object:
+        if not isinstance(value, np.ndarray) or value.dtype.kind in "OUS":
             return -1
         self._tensors.append(torch.from_numpy(np.ascontiguousarray(value)))
         return len(self._tensors) - 1
@@ -294,7 +287,7 @@ def _as_tuple(out: Any) -> tuple[Any, ...]:
 
 def _to_torch(value: Any) -> Any:
     """A decoded constant as the kernels take it: numeric arrays as tensors; strings and lists as they are."""
-    if isinstance(value, np.ndarray) and value.dtype != object:
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "OUS":
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, (list, tuple)):
         return [_to_torch(v) for v in value]

@@ -15,6 +15,8 @@ from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
 from mlupdate.spec.io import ModelSpec, copy_spec, read_spec
 from mlupdate.spec.layout import weights_root, write_model
+from mlupdate.spec.mil import select_function
+from mlupdate.spec.package import model_dir
 from mlupdate.spec.params import ParameterDescription, update_parameters
 from mlupdate.spec.validate import check_model_type
 
@@ -41,6 +43,10 @@ def build_program(spec: ModelSpec, compute_units: str, cache_key: str | None, ex
             :mod:`mlupdate.models.linked`); None for a spec not read from a file.
     """
     kind = check_model_type(spec)
+    if kind == "mlProgram":  # ML Programs (issue 17): one call, for the model-kind registry
+        from mlupdate.runtime.mlprogram import MLProgram
+
+        return MLProgram(spec, compute_units, cache_key, executor, threads, links.folder if links else None)
     if kind.startswith("neuralNetwork"):
         from mlupdate.runtime.network import NetworkProgram
 
@@ -91,7 +97,7 @@ class Model:
         self.crop_and_scale = crop_and_scale
         self.path = Path(path) if path is not None else None
         key = content_key(self._spec)
-        links = LinkContext(self.path.resolve().parent) if self.path is not None else None
+        links = LinkContext(model_dir(self.path)) if self.path is not None else None
         self._program = build_program(self._spec, compute_units, key, executor, threads, links)
         self._description = Description.from_spec(self._spec)
         self.notes: list[str] = []  # what authoring (make_updatable, repairs, convert) changed, for the user
@@ -132,12 +138,13 @@ class Model:
         return _executor_attr(self._program, "device")
 
     # -- predicting ---------------------------------------------------------------------------
-    def predict(self, features: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, features: dict[str, Any], state: Any = None) -> dict[str, Any]:
         """Predict one example.
 
         Args:
             features: Input name to value: images as PIL images, paths, bytes or ``HxWxC`` uint8
                 arrays; multiarrays as numpy arrays. Extra keys are ignored, as in Core ML.
+            state: For a stateful ML Program, the states from :meth:`make_state` (updated in place).
 
         Returns:
             Output name to value. A classifier returns its top label under
@@ -146,7 +153,20 @@ class Model:
         Raises:
             FeatureError: For a missing input or a value of the wrong type or shape.
         """
+        if state is not None:  # stateful ML Programs
+            return self._program.predict_batch([features], self.crop_and_scale, state)[0]
         return self.predict_batch([features])[0]
+
+    def make_state(self) -> Any:
+        """Fresh states of a stateful ML Program, for ``predict(..., state=)`` (coremltools' ``make_state``).
+
+        Raises:
+            FeatureError: For a model without states.
+        """
+        make = getattr(self._program, "make_state", None)
+        if make is None:
+            raise FeatureError("This model has no states; only stateful ML Programs do.")
+        return make()
 
     def predict_batch(self, batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predict many examples in one batched forward pass (where the network allows it)."""
@@ -190,26 +210,29 @@ def _executor_attr(program: Any, attr: str) -> str:
 
 
 def load(path: str | os.PathLike[str], compute_units: str = "all", crop_and_scale: str = "center_crop",
-         executor: str = "auto", threads: int | None = None) -> Model:
-    """Load a ``.mlmodel`` file, validate it once and compile it.
+         executor: str = "auto", threads: int | None = None, function_name: str | None = None) -> Model:
+    """Load a ``.mlmodel`` file or ``.mlpackage`` folder, validate it once and compile it.
 
     Args:
         path: The ``.mlmodel`` file (neural network, NN classifier/regressor, k-NN, a classic type such as a
-            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.models`), or a pipeline).
-            Linked models are looked for from the file's folder (:mod:`mlupdate.models.linked`).
+            GLM, SVM, tree ensemble, encoder or transform (see :mod:`mlupdate.models`), or a pipeline), or an
+            ``.mlpackage`` (an ML Program). Linked models are looked for from the file's folder
+            (:mod:`mlupdate.models.linked`).
         compute_units: ``cpu_only``, ``cpu_and_gpu`` or ``all``.
         crop_and_scale: How images of another size are fitted (``center_crop``, ``scale_fit``, ``scale_fill``).
         executor: ``auto``, or force ``onnxruntime`` / ``torch``.
         threads: CPU threads the executor uses (None: one per core).
+        function_name: The function of a multifunction ML Program to run (None: its default function).
 
     Returns:
         The loaded model.
 
     Raises:
         ModelFileError: Not a model file, unreadable or truncated.
-        UnsupportedModelError: mlProgram or another type mlupdate cannot run.
+        UnsupportedModelError: A model type or ML Program op mlupdate cannot run.
         UnsupportedLayerError: A layer kind mlupdate does not implement.
         SpecError: An inconsistent spec (missing blobs, wrong weight counts).
     """
-    return Model(read_spec(path), compute_units=compute_units, crop_and_scale=crop_and_scale, path=path,
-                 executor=executor, threads=threads, copy=False)
+    spec = select_function(read_spec(path), function_name)
+    return Model(spec, compute_units=compute_units, crop_and_scale=crop_and_scale, path=path, executor=executor,
+                 threads=threads, copy=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 from mlupdate.features.images import ImageConstraint
 
-_ARRAY_DTYPES = {65568: "float32", 65600: "float64", 131104: "int32", 65552: "float16"}
+_ARRAY_DTYPES = {65568: "float32", 65600: "float64", 131104: "int32", 65552: "float16", 131080: "int8"}
 
 
 @dataclass(frozen=True)

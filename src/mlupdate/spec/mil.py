@@ -15,7 +15,7 @@ import numpy as np
 
 from mlupdate.errors import SpecError
 from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
-from mlupdate.spec.package import SUB_BYTE, Weights, unpack
+from mlupdate.spec.package import BLOB_DTYPES, SUB_BYTE, Weights, unpack
 
 #: MIL.proto DataType codes to dtype names (numpy names, or the packed types of :func:`package.unpack`).
 DATA_TYPES: dict[int, str] = {
@@ -26,7 +26,11 @@ DATA_TYPES: dict[int, str] = {
 
 #: The numpy dtype a decoded value of each type is held in.
 HELD: dict[str, str] = {**{k: "int8" if k == "int4" else "uint8" for k in SUB_BYTE},
-                        "bfloat16": "float32", "float8e4m3fn": "float32", "float8e5m2": "float32", "str": "object"}
+                        "bfloat16": "float32", "float8e4m3fn": "float32", "float8e5m2": "float32"}
+
+
+#: Bits per stored element of the types blobs (and immediate bytes) hold.
+STORED_BITS: dict[str, int] = dict(BLOB_DTYPES.values())
 
 
 @dataclass(frozen=True)
@@ -113,8 +117,8 @@ def _key(value: Any) -> Any:
     return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
 
 
-def immediate_tensor(tv: Any, tt: TensorType, where: str) -> np.ndarray:
-    """An immediate ``TensorValue`` as a numpy array of its declared type and shape."""
+def immediate_tensor(tv: Any, tt: TensorType, where: str) -> Any:
+    """An immediate ``TensorValue`` as a numpy array of its declared type and shape (a scalar string as a str)."""
     shape = tuple(int(d) for d in tt.shape or ())
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if n > max_array_elements():
@@ -123,7 +127,7 @@ def immediate_tensor(tv: Any, tt: TensorType, where: str) -> np.ndarray:
     field = tv.WhichOneof("value")
     if field == "bytes":
         raw = tv.bytes.values
-        bits = SUB_BYTE.get(tt.dtype) or np.dtype(HELD.get(tt.dtype, tt.dtype)).itemsize * 8
+        bits = STORED_BITS.get(tt.dtype) or np.dtype(tt.dtype).itemsize * 8
         if tt.dtype in ("bool", "str") or len(raw) != -(-n * bits // 8):
             raise SpecError(f"{where} declares {n} {tt.dtype} values but stores {len(raw)} bytes.")
         return unpack(raw, tt.dtype, shape)
@@ -133,7 +137,83 @@ def immediate_tensor(tv: Any, tt: TensorType, where: str) -> np.ndarray:
         values = list(getattr(tv, field).values)
     if len(values) != n:
         raise SpecError(f"{where} declares shape {list(shape)} ({n} values) but stores {len(values)}.")
-    if tt.dtype == "str":
-        return np.array(values, dtype=object).reshape(shape)
+    if tt.dtype == "str":  # a mode or name: a Python str, or an array of them
+        return str(values[0]) if not shape else np.array(values, dtype=str).reshape(shape)
     held = HELD.get(tt.dtype, tt.dtype)
     return np.array(values, dtype=held).reshape(shape)
+
+
+def select_function(spec: Any, name: str | None) -> Any:
+    """The spec with the interface of function ``name`` (None: the default one) as its description.
+
+    A multifunction model (``coremltools.utils.save_multifunction``) lists each function's inputs and outputs in
+    ``description.functions``; the chosen one becomes the spec's own description and ``defaultFunctionName``,
+    which is what :mod:`mlupdate.runtime.mlprogram` runs. Other specs come back unchanged (``name`` None or
+    ``main``).
+
+    Raises:
+        SpecError: For a function the model does not have.
+    """
+    d = spec.description
+    if not d.functions:
+        if name not in (None, "main") and (spec.WhichOneof("Type") != "mlProgram"
+                                           or name not in spec.mlProgram.functions):
+            raise SpecError(f"The model has no function '{name}'; it has one function (main): leave "
+                            "function_name out.")
+        if name not in (None, "main"):
+            d.defaultFunctionName = name
+        return spec
+    chosen = name or d.defaultFunctionName or d.functions[0].name
+    found = [f for f in d.functions if f.name == chosen]
+    if not found:
+        raise SpecError(f"The model has no function '{chosen}'; its functions are "
+                        f"{[f.name for f in d.functions]}. Pass one of those as function_name.")
+    f = found[0]
+    for field in ("input", "output", "state"):
+        d.ClearField(field)
+        getattr(d, field).extend(getattr(f, field))
+    d.predictedFeatureName = f.predictedFeatureName
+    d.predictedProbabilitiesName = f.predictedProbabilitiesName
+    d.defaultFunctionName = chosen
+    return spec
+
+
+def check_program(spec: Any, where: str = "The model") -> None:
+    """Check what can be checked of an ML Program without compiling it: its function, opset and interface.
+
+    Raises:
+        SpecError: For a program without the function it should run, a function without the block of its opset,
+            or a model without inputs.
+    """
+    program = spec.mlProgram
+    name = spec.description.defaultFunctionName or "main"
+    if name not in program.functions:
+        raise SpecError(f"{where} is an ML Program without a function '{name}' (it has {sorted(program.functions)}). "
+                        "Save the model again with coremltools, or pass function_name.")
+    fn = program.functions[name]
+    if fn.opset not in fn.block_specializations:
+        raise SpecError(f"{where}: function '{name}' names opset '{fn.opset}' but holds no block for it.")
+    if not spec.description.input and not spec.description.state:
+        raise SpecError(f"{where} declares no inputs; Core ML models need at least one. Fix the model's description.")
+
+
+def program_summary(spec: Any) -> dict[str, Any]:
+    """The functions of an ML Program with their opset, inputs, outputs and op counts (nested blocks included)."""
+    functions = []
+    for name in sorted(spec.mlProgram.functions, key=lambda n: (n != "main", n)):
+        fn = spec.mlProgram.functions[name]
+        counts: dict[str, int] = {}
+        block = fn.block_specializations.get(fn.opset)
+        if block is not None:
+            _count_ops(block, counts)
+        functions.append({"name": name, "opset": fn.opset, "inputs": [i.name for i in fn.inputs],
+                          "outputs": list(block.outputs) if block is not None else [],
+                          "ops": dict(sorted(counts.items()))})
+    return {"default_function": spec.description.defaultFunctionName or "main", "functions": functions}
+
+
+def _count_ops(block: Any, counts: dict[str, int]) -> None:
+    for op in block.operations:
+        counts[op.type] = counts.get(op.type, 0) + 1
+        for inner in op.blocks:
+            _count_ops(inner, counts)

@@ -6,6 +6,7 @@ from typing import Any
 
 from mlupdate.models import REFUSED
 from mlupdate.spec.description import Description
+from mlupdate.spec.mil import program_summary
 from mlupdate.spec.params import optimizer_of, update_parameters
 from mlupdate.spec.validate import RUNNABLE
 
@@ -44,6 +45,9 @@ def summarize(spec: Any) -> dict[str, Any]:
         info["knn"] = {"dimensions": index.numberOfDimensions, "samples": len(index.floatSamples),
                        "index": index.WhichOneof("IndexType"), "weighting": knn.WhichOneof("WeightingScheme"),
                        "k": update_parameters(spec)["number_of_neighbors"].describe()}
+    elif kind == "mlProgram":  # ML Programs (issue 17): one call, for the model-kind registry
+        info["runs"] = True  # the type runs; an op mlupdate does not run is refused by name at load
+        info["program"] = program_summary(spec)
     elif kind and kind.startswith("pipeline"):
         pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
         info["models"] = [summarize(m) for m in pipe.models]

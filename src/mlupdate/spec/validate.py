@@ -26,13 +26,11 @@ def check_model_type(spec: Any, where: str = "The model") -> str:
     """
     kind = spec.WhichOneof("Type")
     check_declared_sizes(spec, where)
-    if kind == "mlProgram":
-        raise UnsupportedModelError(
-            f"{where} is an ML Program (spec version {spec.specificationVersion}). Core ML cannot update ML "
-            "Programs on device, and neither can mlupdate. Convert the source model with "
-            "coremltools.convert(..., convert_to='neuralnetwork', minimum_deployment_target=ct.target.iOS13), "
-            "or use mlupdate.convert(torch_module, ...)."
-        )
+    if kind == "mlProgram":  # ML Programs (issue 17): one call, for the model-kind registry
+        from mlupdate.spec.mil import check_program
+
+        check_program(spec, where)
+        return kind
     if kind == "linkedModel":
         from mlupdate.models.linked import link_target
 
