@@ -38,22 +38,19 @@ def _weights(seed: int = 0) -> dict[str, np.ndarray]:
 def _extractor(scale: np.ndarray, precision: str = "float32") -> object:
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, DIM))])
     def prog(x):
-        return mb.relu(x=mb.mul(x=x, y=scale.reshape(1, DIM)), name="emb")
+        return mb.reshape(x=mb.relu(x=mb.mul(x=x, y=scale.reshape(1, DIM))), shape=[DIM], name="emb")
 
     return ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15,
                       compute_precision=getattr(ct.precision, precision.upper()))
 
 
 def _head(w: np.ndarray, b: np.ndarray) -> object:
-    head = NeuralNetworkBuilder([("emb", datatypes.Array(1, DIM))], [("probs", datatypes.Array(3))],
-                                mode="classifier", disable_rank5_shape_mapping=True)
-    head.add_reshape_static("rank4", "emb", "emb4", [1, DIM, 1, 1])  # innerProduct works on axis -3
-    head.add_inner_product("dense", w, b, DIM, 3, True, "emb4", "logits")
-    head.add_softmax("softmax", "logits", "probs4")  # softmax normalises axis -3
-    head.add_reshape_static("flat", "probs4", "probs", [3])
+    head = NeuralNetworkBuilder([("emb", datatypes.Array(DIM))], [("probs", datatypes.Array(3))], mode="classifier")
+    head.add_inner_product("dense", w, b, DIM, 3, True, "emb", "logits")
+    head.add_softmax("softmax", "logits", "probs")
     head.set_class_labels(LABELS, predicted_feature_name="label", prediction_blob="probs")
     head.make_updatable(["dense"])
-    head.set_categorical_cross_entropy_loss(name="loss", input="probs4")
+    head.set_categorical_cross_entropy_loss(name="loss", input="probs")
     head.set_sgd_optimizer(SgdParams(lr=0.1, batch=2))
     head.set_epochs(3)
     head.spec.specificationVersion = 4
@@ -214,7 +211,7 @@ def _rules(path):
     (lambda s: setattr(s.pipeline.models[0], "isUpdatable", True), "pipeline-updatable"),
     (lambda s: setattr(s, "specificationVersion", 5), "spec-version"),
     (lambda s: setattr(s.pipeline.models[1].description.input[0], "name", "embedding"), "pipeline-input"),
-    (lambda s: s.pipeline.models[1].description.input[0].type.multiArrayType.shape.__setitem__(1, 8),
+    (lambda s: s.pipeline.models[1].description.input[0].type.multiArrayType.shape.__setitem__(0, 8),
      "pipeline-type"),
     (lambda s: setattr(s.description.output[0], "name", "nothing"), "pipeline-output"),
 ])

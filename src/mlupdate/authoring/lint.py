@@ -15,7 +15,6 @@ from mlupdate.authoring.lint_pipeline import interface_problems, program_stage_p
 from mlupdate.authoring.lint_rules import Problem, int64_problems, network_problems
 from mlupdate.errors import Error
 from mlupdate.spec.io import folder_of, resolve_spec
-from mlupdate.spec.layout import weights_root
 from mlupdate.spec.validate import declared_size_problems, nonfinite_weights
 
 __all__ = ["Problem", "lint"]
@@ -44,7 +43,7 @@ def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False,
     spec = resolve_spec(model_or_path)
     refused = _load_problem(spec, Path(folder) if folder is not None else folder_of(model_or_path))
     try:
-        problems = _model(spec, "", errors_only, weights_root(model_or_path))
+        problems = _model(spec, "", errors_only, folder_of(model_or_path))
     except Error:
         if refused is None:
             raise

@@ -13,8 +13,8 @@ from mlupdate.models import PROGRAMS, program_for
 from mlupdate.models.linked import LinkContext
 from mlupdate.runtime.cache import content_key
 from mlupdate.spec.description import Description
-from mlupdate.spec.io import ModelSpec, copy_spec, read_spec
-from mlupdate.spec.layout import weights_root, write_model
+from mlupdate.spec.io import ModelSpec, copy_spec, folder_of, read_spec
+from mlupdate.spec.layout import write_model
 from mlupdate.spec.mil import select_function
 from mlupdate.spec.package import model_dir
 from mlupdate.spec.params import ParameterDescription, update_parameters
@@ -188,7 +188,7 @@ class Model:
         holding an ML Program (alone or as a pipeline stage) is written as a package only, with its weights
         copied byte for byte from the package it was read from.
         """
-        return write_model(self._spec, path, weights_root(self))
+        return write_model(self._spec, path, folder_of(self))
 
     save = write
 

@@ -23,7 +23,7 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from mlupdate.errors import ModelFileError
-from mlupdate.spec.package import is_package, spec_file
+from mlupdate.spec.package import is_package, model_dir, spec_file
 
 
 def _import_proto() -> Any:
@@ -237,11 +237,13 @@ def copy_spec(spec: ModelSpec) -> ModelSpec:
 
 
 def folder_of(model_or_path: Any) -> Path | None:
-    """The folder a model was read from (where its linked models are looked for); None for a bare spec."""
-    if isinstance(model_or_path, str | os.PathLike):
-        return Path(model_or_path).resolve().parent
-    path = getattr(model_or_path, "path", None)  # an mlupdate.Model (or a coremltools MLModel's package path)
-    return Path(path).resolve().parent if isinstance(path, str | os.PathLike) else None
+    """The folder a model was read from (where its linked models are looked for); None for a bare spec.
+
+    For an ``.mlpackage`` that is the folder of its spec file, what ``@model_path`` means (its ML Program
+    weights are read from there; :func:`mlupdate.spec.package.model_dir`).
+    """
+    path = model_or_path if isinstance(model_or_path, str | os.PathLike) else getattr(model_or_path, "path", None)
+    return model_dir(path) if isinstance(path, str | os.PathLike) else None  # a path, or an mlupdate.Model's
 
 
 def resolve_spec(model_or_path: Any) -> ModelSpec:

@@ -50,21 +50,6 @@ def blob_files(message: Any) -> set[str]:
     return found
 
 
-def weights_root(model_or_path: Any) -> Path | None:
-    """What ``@model_path`` means for a model read from a file (the folder of its spec file), else None.
-
-    Args:
-        model_or_path: A path (``.mlpackage`` folder or ``.mlmodel`` file) or an object with a ``path``
-            attribute (an :class:`mlupdate.Model`).
-    """
-    path = model_or_path if isinstance(model_or_path, str | os.PathLike) else getattr(model_or_path, "path", None)
-    if not isinstance(path, str | os.PathLike) or not Path(path).exists():
-        return None
-    from mlupdate.spec.package import model_dir
-
-    return model_dir(path)
-
-
 def write_model(spec: ModelSpec, path: str | os.PathLike[str], weights_from: Path | None) -> Path:
     """Write ``spec`` atomically as an ``.mlpackage`` (by its suffix, or over a package) or a ``.mlmodel`` file.
 

@@ -21,7 +21,7 @@ from typing import Any
 from mlupdate.errors import Error, NotUpdatableError, ParameterError, UpdateError
 from mlupdate.runtime.model import Model
 from mlupdate.spec.io import folder_of, resolve_spec
-from mlupdate.spec.layout import program_stages, weights_root, write_model
+from mlupdate.spec.layout import program_stages, write_model
 from mlupdate.spec.validate import check_model_type
 from mlupdate.update import parameters as params
 from mlupdate.update.data import as_examples
@@ -115,7 +115,7 @@ class UpdateContext:
         spec = self.spec
         if spec is None:
             raise UpdateError("The update failed or was cancelled, so there is no updated model to write.")
-        return write_model(spec, path, weights_root(self.task.weights_path))
+        return write_model(spec, path, folder_of(self.task.weights_path))
 
     def __repr__(self) -> str:
         return f"<UpdateContext event={self.event} metrics={self.metrics}>"
@@ -196,7 +196,7 @@ class UpdateTask:
                  parameters: Mapping[str, Any] | None = None, progress_handlers: ProgressHandlers | None = None,
                  completion_handler: Handler | None = None, _frozen_cache: bool = True) -> None:
         spec = resolve_spec(model_or_path)
-        folder = weights_root(model_or_path) or folder_of(model_or_path)  # a package's @model_path
+        folder = folder_of(model_or_path)
         refuse_invalid(spec, folder)
         #: Where the model's ML Program stages keep their weights (the source package), or None.
         self.weights_path = _source_path(model_or_path) if program_stages(spec) else None
