@@ -236,3 +236,48 @@ def test_lint_ml_program_stage_weights(tmp_path):
     shared.pipeline.models[2].description.output[0].name = "emb2"
     found = mlupdate.lint(_resave(shared, src, tmp_path / "Shared.mlpackage"))
     assert any(p.rule == "pipeline-weights" and "both" in p.message for p in found)
+
+
+def test_pipeline_of_ml_programs_reads_each_stages_weights(tmp_path):
+    rng = np.random.default_rng(3)
+    s1, s2 = rng.normal(size=(1, DIM)).astype(np.float32), rng.normal(size=(1, DIM)).astype(np.float32)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, DIM))])
+    def first(x):
+        return mb.mul(x=x, y=s1, name="a")
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, DIM))])
+    def second(a):
+        return mb.add(x=mb.mul(x=a, y=s2), y=s1, name="y")
+
+    stages = [ct.convert(p, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS15,
+                         compute_precision=ct.precision.FLOAT32) for p in (first, second)]
+    stages[1] = ct.models.MLModel(_renamed_input(stages[1].get_spec(), "a"), weights_dir=stages[1].weights_dir,
+                                  skip_model_load=True)
+    joined = ct.utils.make_pipeline(*stages)
+    pkg = tmp_path / "Two.mlpackage"
+    joined.save(str(pkg))
+    weights = sorted(p.name for p in (pkg / "Data" / "com.apple.CoreML" / "weights").iterdir())
+    assert weights == ["0-weight.bin", "1-weight.bin"]
+    model = mlupdate.load(pkg)
+    x = rng.normal(size=(1, DIM)).astype(np.float32)
+    np.testing.assert_allclose(model.predict({"x": x})["y"], x * s1 * s2 + s1, rtol=1e-6, atol=1e-6)
+    assert mlupdate.lint(pkg) == []  # a valid (not updatable) pipeline
+    out = model.write(tmp_path / "Copy.mlpackage")
+    for name in weights:
+        assert (out / "Data/com.apple.CoreML/weights" / name).read_bytes() == \
+            (pkg / "Data/com.apple.CoreML/weights" / name).read_bytes()
+
+
+def _renamed_input(spec, name):
+    """The program's input renamed (make_pipeline joins stages by feature name)."""
+    old = spec.description.input[0].name
+    spec.description.input[0].name = name
+    fn = spec.mlProgram.functions["main"]
+    fn.inputs[0].name = name
+    for op in fn.block_specializations[fn.opset].operations:
+        for arg in op.inputs.values():
+            for binding in arg.arguments:
+                if binding.name == old:
+                    binding.name = name
+    return spec
