@@ -159,3 +159,30 @@ def test_the_app_serves_and_trains_the_layout(tmp_path):
         assert f"{personal.name}/Manifest.json" in names
         assert c.post("/api/reset").json()["reset"] is True
         assert list((data / "models").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_demo_in_the_layout_predicts_like_torch_and_updates(tmp_path, pets):
+    from PIL import Image, ImageOps
+
+    from mlupdate.demo import demo_model_path
+    from mlupdate.demo.model import IMAGE_BIAS, IMAGE_SCALE, build_demo_net
+
+    path = demo_model_path(tmp_path, layout="mlpackage")
+    assert path.suffix == ".mlpackage" and demo_model_path(tmp_path, layout="mlpackage") == path
+    demo = mlupdate.load(path)
+    assert demo.description.model_type == "pipelineClassifier" and mlupdate.lint(demo) == []
+    net = build_demo_net()
+    photos = [pets / "test" / "cat" / "Persian_15.jpg", pets / "test" / "dog" / "beagle_61.jpg"]
+    for photo in photos:
+        img = ImageOps.fit(Image.open(photo).convert("RGB"), (224, 224), Image.Resampling.BILINEAR)
+        px = torch.from_numpy(np.asarray(img, np.float32).transpose(2, 0, 1).copy())[None]
+        with torch.no_grad():
+            expected = net(px * IMAGE_SCALE + torch.tensor(IMAGE_BIAS).view(1, 3, 1, 1))[0].numpy()
+        out = demo.predict({"image": photo})
+        np.testing.assert_allclose([out["classLabelProbs"][k] for k in LABELS], expected, atol=2e-2)  # fp16 extractor
+        assert out["classLabel"] == LABELS[int(expected.argmax())]
+    ctx = mlupdate.UpdateTask(path, [{"image": p, "classLabel": "Dog"} for p in photos], parameters={"epochs": 1}).run()
+    written = ctx.model.write(tmp_path / "Personal.mlpackage")
+    assert (written / "Data/com.apple.CoreML/weights/0-weight.bin").read_bytes() == \
+        (path / "Data/com.apple.CoreML/weights/0-weight.bin").read_bytes()

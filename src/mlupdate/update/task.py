@@ -144,11 +144,6 @@ def _make_job(spec: Any, values: dict[str, Any], units: str, crop: str, examples
     return PipelineUpdate(spec, values, units, crop, examples, frozen_cache, folder)
 
 
-def _source_path(model_or_path: Any) -> Path | None:
-    path = model_or_path if isinstance(model_or_path, str | os.PathLike) else getattr(model_or_path, "path", None)
-    return Path(path) if isinstance(path, str | os.PathLike) else None
-
-
 def refuse_invalid(spec: Any, folder: Path | None = None) -> None:
     """Refuse a model that Core ML's validator would not compile as updatable (lint's errors).
 
@@ -199,7 +194,8 @@ class UpdateTask:
         folder = folder_of(model_or_path)
         refuse_invalid(spec, folder)
         #: Where the model's ML Program stages keep their weights (the source package), or None.
-        self.weights_path = _source_path(model_or_path) if program_stages(spec) else None
+        path = model_or_path if isinstance(model_or_path, str | os.PathLike) else getattr(model_or_path, "path", None)
+        self.weights_path = Path(path) if program_stages(spec) and isinstance(path, str | os.PathLike) else None
         units = getattr(model_or_path, "compute_units", "all") if isinstance(model_or_path, Model) else "all"
         crop = getattr(model_or_path, "crop_and_scale", "center_crop") if isinstance(model_or_path, Model) \
             else "center_crop"
