@@ -182,7 +182,7 @@ def test_demo_in_the_layout_predicts_like_torch_and_updates(tmp_path, pets):
         out = demo.predict({"image": photo})
         np.testing.assert_allclose([out["classLabelProbs"][k] for k in LABELS], expected, atol=2e-2)  # fp16 extractor
         assert out["classLabel"] == LABELS[int(expected.argmax())]
-    ctx = mlupdate.UpdateTask(path, [{"image": p, "classLabel": "Dog"} for p in photos], parameters={"epochs": 1}).run()
+    ctx = mlupdate.UpdateTask(path, [{"image": p, "classLabel": "Dog"} for p in photos]).run()
     written = ctx.model.write(tmp_path / "Personal.mlpackage")
     assert (written / "Data/com.apple.CoreML/weights/0-weight.bin").read_bytes() == \
         (path / "Data/com.apple.CoreML/weights/0-weight.bin").read_bytes()
