@@ -1,4 +1,4 @@
-"""Write docs/coverage.md: every model type of Model.proto and layer kind of NeuralNetwork.proto, run or not, and tests.
+"""Write docs/coverage.md: every model type, layer kind and MIL op (iOS15-iOS18), run or not, and tests.
 
 Run from the repository root: ``python scripts/coverage.py``. ``tests/unit/test_coverage_doc.py``
 fails when the file is out of step with the registry or the test cases.
@@ -21,6 +21,7 @@ CORE_TYPE_TESTS = {
     "pipeline": ["test_pipeline"],
     "pipelineClassifier": ["test_pipeline"],
     "pipelineRegressor": ["test_pipeline"],
+    "mlProgram": ["test_mlprogram", "test_mlpackage"],
 }
 #: Test modules of the :mod:`mlupdate.models` types: every ``tests/unit/test_models_*.py`` that declares them.
 MODEL_TEST_MODULES = tuple(sorted(p.stem for p in (ROOT / "tests" / "unit").glob("test_models_*.py")))
@@ -72,6 +73,60 @@ def table_rows(kinds: list[str], runs: set[str], tested: dict[str, list[str]], r
     return rows
 
 
+#: Test files of the MIL ops: the op tests of each family and the end-to-end program tests.
+OP_TEST_FILES = (*sorted((ROOT / "tests" / "ops").glob("test_*.py")), ROOT / "tests" / "unit" / "test_mlprogram.py")
+#: Ops the compiler handles itself rather than through a kernel.
+COMPILER_OPS = {"const": "folded at compile time (`ops/program.py`)"}
+
+
+def mil_op_lines() -> list[str]:
+    """The "ML Program ops" table: every op of coremltools' iOS15-iOS18 opsets, run (kernel family, tests) or not."""
+    import re
+
+    from mlupdate.ops import OPS, REFUSED, supported_ops
+    from mlupdate.spec.io import import_coremltools
+
+    import_coremltools()
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    supported = set(supported_ops())
+    texts = {f: f.read_text() for f in OP_TEST_FILES if f.is_file()}
+    rows = []
+    for name in sorted(SSAOpRegistry.core_ops):
+        versions = SSAOpRegistry.core_ops[name]
+        ios = sorted({t.value + 9 for t in versions if t.value >= 6})  # AvailableTarget iOS15 = 6
+        changed = [v for i, v in enumerate(ios) if i == 0 or versions[_target(versions, v)]
+                   is not versions[_target(versions, ios[i - 1])]]
+        defined = ", ".join(f"iOS{v}" for v in changed)
+        pattern = re.compile(rf"[\"']{re.escape(name)}[\"']|mb\.{re.escape(name)}\(")
+        where = ", ".join(f"`{f.relative_to(ROOT)}`" for f, t in texts.items() if pattern.search(t))
+        if name in supported:
+            family = sorted({k.__module__.rsplit(".", 1)[-1] for k in OPS[name].values()})
+            rows.append(f"| `{name}` | {defined} | yes | {', '.join(family)} | {where or '**no test**'} |")
+        elif name in COMPILER_OPS:
+            rows.append(f"| `{name}` | {defined} | yes | {COMPILER_OPS[name]} | {where} |")
+        else:
+            rows.append(f"| `{name}` | {defined} | no | refused: {REFUSED.get(name, 'not implemented yet')} | |")
+    runs = sum(1 for r in rows if "| yes |" in r)
+    return [
+        "## ML Program ops",
+        "",
+        "Every op of coremltools' MIL opsets iOS15 to iOS18 (`SSAOpRegistry.core_ops`), the releases whose opset",
+        "defines or redefines it, whether mlupdate runs it (the kernel's family in `src/mlupdate/ops/`, or why not),",
+        "and the test files that exercise it.",
+        "",
+        f"{runs} of {len(rows)} ops run.",
+        "",
+        "| op | defined in | runs | family | tested in |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _target(versions: dict, ios: int) -> object:
+    return next(t for t in versions if t.value + 9 == ios)
+
+
 def render() -> str:
     """The text of docs/coverage.md, from the registry and the test cases."""
     sys.path.insert(0, str(ROOT))
@@ -111,6 +166,8 @@ def render() -> str:
         "| layer kind | supported | tested in | reference |",
         "|---|---|---|---|",
         *table_rows(kinds, supported, tested, refs, REFUSED, "**no case**"),
+        "",
+        *mil_op_lines(),
     ]
     return "\n".join(lines) + "\n"
 

@@ -20,14 +20,14 @@ TARGETS = {15: "iOS15", 16: "iOS16", 17: "iOS17", 18: "iOS18"}
 _MIL_DTYPES = {np.float32: "fp32", np.float16: "fp16", np.int32: "int32", np.bool_: "bool", np.int8: "int8"}
 
 
-def save_program(build: Callable[..., Any], inputs: dict[str, tuple[tuple[int, ...], Any]], path: Path, *,
+def save_program(build: Callable[..., Any], tensors: dict[str, tuple[tuple[int, ...], Any]], path: Path, *,
                  opset: int = 15, fp16: bool = False, states: dict[str, tuple[tuple[int, ...], Any]] | None = None,
                  **convert: Any) -> Path:
     """Build ``build(**inputs)`` with coremltools' MIL builder, convert and save it as the package ``path``.
 
     Args:
         build: Called with one builder value per input (and state), by name; returns the output value(s).
-        inputs: Input name to ``(shape, numpy dtype)``.
+        tensors: Input name to ``(shape, numpy dtype)``; None in a shape is a symbolic (flexible) dimension.
         path: The ``.mlpackage`` folder to write.
         opset: The iOS release of the program's opset and deployment target (15 to 18).
         fp16: Convert with coremltools' default fp16 compute precision (else fp32).
@@ -40,8 +40,11 @@ def save_program(build: Callable[..., Any], inputs: dict[str, tuple[tuple[int, .
 
     specs = {n: mb.StateTensorSpec(shape, dtype=getattr(types, _MIL_DTYPES[np.dtype(dt).type]))
              for n, (shape, dt) in (states or {}).items()}
-    specs.update({n: mb.TensorSpec(shape, dtype=getattr(types, _MIL_DTYPES[np.dtype(dt).type]))
-                  for n, (shape, dt) in inputs.items()})
+    from coremltools.converters.mil.mil.program import get_new_symbol
+
+    specs.update({n: mb.TensorSpec(tuple(get_new_symbol() if d is None else d for d in shape),
+                                   dtype=getattr(types, _MIL_DTYPES[np.dtype(dt).type]))
+                  for n, (shape, dt) in tensors.items()})
     target = getattr(ct.target, TARGETS[opset])
     with Function(specs, opset_version=target) as func:
         outs = build(**{n: func.inputs[n] for n in specs})

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mlupdate.errors import Error
-from tests.ops.harness import run_kernel
+from tests.ops.harness import run_exported, run_kernel
 
 RNG = np.random.default_rng(5)
 
@@ -56,3 +56,21 @@ def test_sdpa_is_ios18_only_and_errors_name_the_op():
     with pytest.raises(Error, match="scaled_dot_product_attention"):
         run_kernel("scaled_dot_product_attention", {"query": q, "key": np.zeros((1, 2, 3), np.float32), "value": q},
                    consts=[], opset=18)
+
+
+EXPORTS = [
+    ("scaled_dot_product_attention", {"query": RNG.standard_normal((2, 3, 4)).astype(np.float32),
+                                      "key": RNG.standard_normal((2, 5, 4)).astype(np.float32),
+                                      "value": RNG.standard_normal((2, 5, 6)).astype(np.float32),
+                                      "attn_mask": RNG.random((3, 5)) > 0.2},
+     ["query", "key", "value", "attn_mask"], 18),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EXPORTS)))
+def test_exports_to_onnx(case):
+    op, inputs, dynamic, opset = EXPORTS[case]
+    got, ref = run_exported(op, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

@@ -132,7 +132,7 @@ BINARY = {
 }
 COMPARE = {"equal": np.equal, "not_equal": np.not_equal, "greater": np.greater, "greater_equal": np.greater_equal,
            "less": np.less, "less_equal": np.less_equal}
-BROADCAST = [((4,), (4,)), ((2, 3), (1, 3)), ((2, 1, 4), (3, 1)), ((2, 3, 1, 2, 2), (2, 2)), ((), (2, 3))]
+BROADCAST = [((4,), (4,)), ((2, 3), (1, 3)), ((2, 1, 4), (3, 1)), ((2, 3, 1, 2, 2), (2, 2)), ((1,), (2, 3))]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
@@ -203,3 +203,18 @@ def test_select(dtype):
 def test_select_without_branches_is_refused_by_name():
     with pytest.raises(Error, match="select_0.*a and b"):
         run_kernel("select", {"cond": np.ones(3, bool)}, consts=[])
+
+
+def test_expected_values_of_coremltools_unary_op_tests():
+    # ops/tests/iOS14/test_elementwise_unary.py, which runs against Core ML
+    val = np.array([[-1.2, 2, -3.6], [4.5, -5, 6.7]], np.float32)
+    np.testing.assert_array_equal(run_kernel("cast", {"x": val, "dtype": "int32"}), [[-1, 2, -3], [4, -5, 6]])
+    val = np.array([[-1.2, 2, -3.4], [4.5, -5, 6.7]], np.float32)
+    np.testing.assert_array_equal(run_kernel("ceil", {"x": val}), [[-1, 2, -3], [5, -5, 7]])
+    np.testing.assert_array_equal(run_kernel("floor", {"x": val}), [[-2, 2, -4], [4, -5, 6]])
+    np.testing.assert_array_equal(run_kernel("clip", {"x": val, "alpha": np.float32(0), "beta": np.float32(5)}),
+                                  np.array([[0, 2, 0], [4.5, 0, 5]], np.float32))
+    np.testing.assert_array_equal(run_kernel("threshold", {"x": val, "alpha": np.float32(1)}),
+                                  np.array([[1.0, 2, 1.0], [4.5, 1.0, 6.7]], np.float32))
+    exp2 = run_kernel("exp2", {"x": np.array([[-1, 2, -3], [4, -5, 6]], np.float32)})
+    np.testing.assert_array_equal(exp2, [[0.5, 4.0, 0.125], [16, 0.03125, 64]])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlupdate.errors import Error
-from tests.ops.harness import run_kernel
+from tests.ops.harness import run_exported, run_kernel
 
 RNG = np.random.default_rng(2)
 DTYPES = [np.float32, np.float16, np.int32]
@@ -162,3 +162,28 @@ def test_scatter_errors_name_the_op():
     with pytest.raises(Error, match="scatter"):
         run_kernel("scatter", {"data": rand((3, 4)), "indices": np.array([0], np.int32),
                                "updates": rand((1, 4)), "mode": "xor"}, consts=["mode"])
+
+
+EXPORTS = [
+    ("gather", {"x": rand((4, 5)), "indices": idx(0, 5, (2, 2)), "axis": np.int32(1)}, ["x", "indices"], 15),
+    ("gather", {"x": rand((2, 4, 5)), "indices": idx(0, 4, (2, 3)), "axis": np.int32(1),
+                "batch_dims": np.int32(1)}, ["x", "indices"], 16),
+    ("gather_along_axis", {"x": rand((3, 4)), "indices": idx(0, 4, (3, 4)), "axis": np.int32(1)},
+     ["x", "indices"], 17),
+    ("gather_nd", {"x": rand((3, 4, 5)), "indices": np.array([[0, 1], [2, 3]], np.int32)}, ["x", "indices"], 15),
+    ("scatter", {"data": rand((4, 3)), "indices": np.array([1, 3], np.int32), "updates": rand((2, 3)),
+                 "mode": "add"}, ["data", "indices", "updates"], 15),
+    ("scatter_along_axis", {"data": rand((4, 3)), "indices": np.array([[1, 3, 0]], np.int32),
+                            "updates": rand((1, 3)), "mode": "update"}, ["data", "indices", "updates"], 15),
+    ("scatter_nd", {"data": rand((4, 3)), "indices": np.array([[1], [3]], np.int32), "updates": rand((2, 3)),
+                    "mode": "max"}, ["data", "indices", "updates"], 15),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EXPORTS)))
+def test_exports_to_onnx(case):
+    op, inputs, dynamic, opset = EXPORTS[case]
+    got, ref = run_exported(op, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

@@ -131,3 +131,50 @@ def test_l2_pool_refuses_3d():
 def test_pool_errors_name_the_op(inputs, match):
     with pytest.raises(Error, match=f"max_pool_0.*{match}"):
         run_kernel("max_pool", inputs)
+
+
+# Expected values of coremltools' own pool op tests (ops/tests/iOS14/test_pool.py), which run against Core ML
+X1 = np.array([[[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]], np.float32)
+X2 = np.array([[[[-10.80291205, -6.42076184], [-7.07910997, 9.1913279]],
+                [[-3.18181497, 0.9132147], [11.9785544, 7.92449539]]]], np.float32)
+X3 = np.array([[[[[-1, -5, -1], [-3, -3, 8], [2, 6, 2]], [[-4, 7, -4], [4, 6, 7], [4, 4, 8]],
+                 [[5, -3, 5], [0, -5, 8], [1, 7, 2]]]],
+               [[[[7, -3, -5], [5, 4, 7], [-2, -4, -3]], [[-4, 3, -1], [6, -4, 4], [3, 6, 2]],
+                 [[-1, 4, -4], [-2, -1, -2], [3, 2, 8]]]]], np.float32)
+SMOKE = {  # (x, valid output of kernel [1, 2, 3][:n] strides [2, 1, 3][:n], same output of the last n of them)
+    ("avg_pool", 1): (X1, [[[1.0, 3.0, 5.0, 7.0]]], [[[1.5, 4.0, 6.5]]]),
+    ("avg_pool", 2): (X2, [[[[-8.611837]], [[-1.1343001]]]], [[[[-3.7778642], [1.056109]], [[4.4086123], [9.951525]]]]),
+    ("avg_pool", 3): (X3, [[[[[-0.8333334], [2.0]], [[1.6666667], [2.1666667]]]],
+                           [[[[2.5], [1.1666667]], [[-1.0], [1.3333334]]]]],
+                      [[[[[-0.8333334], [2.0], [3.3333335]], [[1.6666667], [2.1666667], [3.3333335]]]],
+                       [[[[2.5], [1.1666667], [-3.0]], [[-1.0], [1.3333334], [4.3333335]]]]]),
+    ("max_pool", 1): (X1, [[[1.0, 3.0, 5.0, 7.0]]], [[[2.0, 5.0, 7.0]]]),
+    ("max_pool", 2): (X2, [[[[-6.42076184]], [[0.9132147]]]], [[[[9.191328], [9.191328]], [[11.978555], [11.978555]]]]),
+    ("max_pool", 3): (X3, [[[[[8.0], [8.0]], [[8.0], [8.0]]]], [[[[7.0], [7.0]], [[4.0], [8.0]]]]],
+                      [[[[[8.0], [8.0], [6.0]], [[8.0], [8.0], [7.0]]]],
+                       [[[[7.0], [7.0], [-2.0]], [[4.0], [8.0], [8.0]]]]]),
+}
+
+
+@pytest.mark.parametrize("kind, n", sorted(SMOKE))
+def test_pool_expected_values_of_coremltools_op_tests(kind, n):
+    x, valid, same = SMOKE[(kind, n)]
+    k, s = [1, 2, 3], [2, 1, 3]
+    got = run_kernel(kind, {"x": x, "kernel_sizes": np.array(k[:n], np.int32), "strides": np.array(s[:n], np.int32),
+                            "pad_type": "valid"})
+    np.testing.assert_allclose(got, np.array(valid, np.float32), rtol=1e-5, atol=1e-5)
+    extra = {"exclude_padding_from_average": np.bool_(True)} if kind == "avg_pool" else {}
+    got = run_kernel(kind, {"x": x, "kernel_sizes": np.array(k[-n:], np.int32), "strides": np.array(s[-n:], np.int32),
+                            "pad_type": "same", **extra})
+    np.testing.assert_allclose(got, np.array(same, np.float32), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind, expected", [("avg_pool", {2: [0.25, 0.75, 1, 2.5],
+                                                          3: [0.125, 0.375, 0.5, 1.25, 0.75, 1.75, 2, 4.5]}),
+                                            ("max_pool", {2: [1, 2, 3, 4], 3: [1, 2, 3, 4, 5, 6, 7, 8]})])
+@pytest.mark.parametrize("n", [2, 3])
+def test_pool_same_lower_expected_values_of_coremltools_op_tests(kind, expected, n):
+    shape = (1, 1) + (2,) * n
+    x = np.arange(1, np.prod(shape) + 1, dtype=np.float32).reshape(shape)
+    got = run_kernel(kind, {"x": x, "kernel_sizes": np.array([2] * n, np.int32), "pad_type": "same_lower"})
+    np.testing.assert_allclose(got, np.array(expected[n], np.float32).reshape(shape), rtol=1e-6)

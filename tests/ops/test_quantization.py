@@ -7,7 +7,7 @@ import pytest
 from coremltools.optimize import _utils as ct_utils
 
 from mlupdate.errors import Error
-from tests.ops.harness import run_kernel
+from tests.ops.harness import run_exported, run_kernel
 
 RNG = np.random.default_rng(6)
 
@@ -52,3 +52,20 @@ def test_quantize_errors_name_the_op():
     with pytest.raises(Error, match="quantize"):
         run_kernel("quantize", {"input": x, "scale": np.float32(1), "output_dtype": "int4"},
                    consts=["scale", "output_dtype"], opset=17)
+
+
+EXPORTS = [
+    ("quantize", {"input": RNG.standard_normal((3, 4)).astype(np.float32) * 10, "scale": np.float32(0.1),
+                  "zero_point": np.int8(2), "output_dtype": "int8"}, ["input"], 17),
+    ("dequantize", {"input": RNG.integers(-100, 100, (3, 4)).astype(np.int8), "scale": np.float32(0.1),
+                    "zero_point": np.int8(-3)}, ["input"], 17),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EXPORTS)))
+def test_exports_to_onnx(case):
+    op, inputs, dynamic, opset = EXPORTS[case]
+    got, ref = run_exported(op, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mlupdate.errors import Error
-from tests.ops.harness import run_kernel
+from tests.ops.harness import run_exported, run_kernel
 
 RNG = np.random.default_rng(4)
 S, B, I, H = 4, 3, 5, 6
@@ -163,3 +163,24 @@ def test_recurrent_errors_name_the_op():
     with pytest.raises(Error, match="rnn"):
         run("rnn", {"x": x, "initial_h": np.zeros((B, H), np.float32), "weight_ih": np.zeros((H, I), np.float32),
                     "weight_hh": np.zeros((H, H), np.float32), "activation": "softplus"})
+
+
+F32 = [RNG.standard_normal(s).astype(np.float32) for s in [(3, 2, 4), (2, 10), (2, 10), (20, 4), (20, 5), (15, 4),
+                                                           (15, 5), (5, 4), (5, 5), (2, 5)]]
+EXPORTS = [
+    ("lstm", {"x": F32[0], "initial_h": F32[1], "initial_c": F32[2], "weight_ih": F32[3], "weight_hh": F32[4],
+              "weight_ih_back": F32[3] * 2, "weight_hh_back": F32[4] * 2, "direction": "bidirectional",
+              "output_sequence": True}, ["x", "initial_h", "initial_c"], 15),
+    ("gru", {"x": F32[0], "initial_h": F32[9], "weight_ih": F32[5], "weight_hh": F32[6]}, ["x", "initial_h"], 15),
+    ("rnn", {"x": F32[0], "initial_h": F32[9], "weight_ih": F32[7], "weight_hh": F32[8], "direction": "reverse"},
+     ["x", "initial_h"], 15),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EXPORTS)))
+def test_exports_to_onnx(case):
+    op, inputs, dynamic, opset = EXPORTS[case]
+    got, ref = run_exported(op, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

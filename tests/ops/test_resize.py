@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mlupdate.errors import Error
-from tests.ops.harness import run_kernel
+from tests.ops.harness import run_exported, run_kernel
 
 RNG = np.random.default_rng(3)
 
@@ -229,3 +229,39 @@ def test_affine_identity_and_shift():
     np.testing.assert_allclose(out[0, ..., :4], x[0, ..., 1:], atol=1e-5)
     np.testing.assert_allclose(out[0, ..., 4], 0, atol=1e-6)
     np.testing.assert_allclose(out[1], x[1, ..., ::-1], atol=1e-5)
+
+
+EXPORTS = [
+    ("upsample_nearest_neighbor", {"x": rand((1, 2, 3, 4)), "scale_factor_height": np.float32(2),
+                                   "scale_factor_width": np.float32(1.5)}, ["x"], 15),
+    ("upsample_bilinear", {"x": rand((1, 2, 3, 4)), "scale_factor_height": np.float32(2),
+                           "scale_factor_width": np.float32(2), "align_corners": False}, ["x"], 15),
+    ("resize_bilinear", {"x": rand((1, 2, 3, 4)), "target_size_height": np.int32(5),
+                         "target_size_width": np.int32(7), "sampling_mode": "OFFSET_CORNERS"}, ["x"], 15),
+    ("resize", {"x": rand((1, 2, 3, 4)), "shape": np.array([5, 7], np.int32), "resized_dims": np.uint32(2)},
+     ["x"], 17),
+    ("crop", {"x": rand((1, 2, 5, 6)), "crop_height": np.array([1, 1], np.int32),
+              "crop_width": np.array([2, 0], np.int32)}, ["x"], 15),
+    ("crop_resize", {"x": rand((2, 3, 6, 6)), "roi": np.array([1, 1, 4, 5, 1, 0, 0, 5, 5, 0], np.float32).reshape(
+        2, 1, 5, 1, 1), "target_height": np.int32(3), "target_width": np.int32(3)}, ["x", "roi"], 15),
+    ("crop_resize", {"x": rand((2, 3, 6, 6)), "boxes": np.array([[1, 1, 4, 5], [0, 0, 5, 5]], np.float32),
+                     "box_indices": np.array([1, 0], np.int32), "target_height": np.int32(3),
+                     "target_width": np.int32(3), "pad_value": np.float32(1)}, ["x", "boxes", "box_indices"], 17),
+    ("resample", {"x": rand((1, 2, 4, 5)), "coordinates": rand((1, 3, 3, 2)), "sampling_mode": "bilinear",
+                  "padding_mode": "symmetric", "padding_value": np.float32(0),
+                  "coordinates_mode": "normalized_minus_one_to_one", "align_corners": False}, ["x", "coordinates"], 15),
+    ("affine", {"x": rand((1, 2, 4, 5)), "transform_matrix": np.array([[1, 0.1, 0, 0, 1, 0.2]], np.float32),
+                "output_height": np.int32(3), "output_width": np.int32(3), "sampling_mode": "bilinear",
+                "padding_mode": "constant", "padding_value": np.float32(0),
+                "coordinates_mode": "normalized_minus_one_to_one", "align_corners": True},
+     ["x", "transform_matrix"], 15),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EXPORTS)))
+def test_exports_to_onnx(case):
+    op, inputs, dynamic, opset = EXPORTS[case]
+    got, ref = run_exported(op, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

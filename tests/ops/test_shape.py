@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mlupdate.errors import Error
-from tests.ops.harness import run_kernel
+from tests.ops.harness import run_exported, run_kernel
 
 RNG = np.random.default_rng(1)
 DTYPES = [np.float32, np.float16, np.int32, np.bool_]
@@ -213,3 +213,40 @@ def test_rank_errors_name_the_op():
         run_kernel("pixel_shuffle", {"x": rand((4, 2, 2)), "upscale_factor": np.int32(2)})
     with pytest.raises(Error, match="transpose"):
         run_kernel("transpose", {"x": rand((2, 3)), "perm": i32([0, 0])})
+
+
+EXPORTS = [
+    ("reshape", {"x": rand((2, 3, 4)), "shape": i32([0, 0, -1])}, ["x"], 15),
+    ("expand_dims", {"x": rand((2, 3)), "axes": i32([0])}, ["x"], 15),
+    ("squeeze", {"x": rand((1, 3, 1))}, ["x"], 15),
+    ("transpose", {"x": rand((2, 3, 4)), "perm": i32([2, 0, 1])}, ["x"], 15),
+    ("reverse", {"x": rand((2, 3, 4)), "axes": i32([1])}, ["x"], 15),
+    ("reverse_sequence", {"x": rand((3, 4, 2)), "lengths": i32([1, 3, 0]), "seq_axis": np.int32(1),
+                          "batch_axis": np.int32(0)}, ["x", "lengths"], 15),
+    ("slice_by_index", {"x": rand((4, 5, 6)), "begin": i32([3, 0, 1]), "end": i32([0, 5, 5]),
+                        "stride": i32([-1, 2, 1])}, ["x"], 15),
+    ("slice_by_size", {"x": rand((4, 5)), "begin": i32([1, 1]), "size": i32([-1, 2])}, ["x"], 15),
+    ("slice_update", {"x": rand((4, 5)), "update": rand((2, 5)), "begin": i32([1, 0]), "end": i32([3, 5])},
+     ["x", "update"], 18),
+    ("depth_to_space", {"x": rand((1, 8, 2, 3)), "block_size": np.int32(2)}, ["x"], 15),
+    ("space_to_depth", {"x": rand((1, 2, 4, 6)), "block_size": np.int32(2)}, ["x"], 15),
+    ("pixel_shuffle", {"x": rand((1, 8, 2, 3)), "upscale_factor": np.int32(2)}, ["x"], 15),
+    ("pixel_unshuffle", {"x": rand((1, 2, 4, 6)), "downscale_factor": np.int32(2)}, ["x"], 16),
+    ("space_to_batch", {"x": rand((1, 2, 4, 6)), "block_shape": i32([2, 2]), "paddings": i32([[0, 0], [1, 1]])},
+     ["x"], 15),
+    ("batch_to_space", {"x": rand((4, 2, 2, 3)), "block_shape": i32([2, 2]), "crops": i32([[0, 0], [1, 1]])},
+     ["x"], 15),
+    ("sliding_windows", {"x": rand((2, 7)), "axis": np.int32(1), "size": np.int32(3), "stride": np.int32(2)},
+     ["x"], 15),
+    ("reshape_like", {"x": rand((2, 6)), "ref_tensors": [rand((3, 4))], "begins": i32([0]), "ends": i32([2]),
+                      "end_masks": np.array([True])}, ["x"], 16),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EXPORTS)))
+def test_exports_to_onnx(case):
+    op, inputs, dynamic, opset = EXPORTS[case]
+    got, ref = run_exported(op, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

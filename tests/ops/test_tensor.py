@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlupdate.errors import Error
-from tests.ops.harness import run_kernel
+from tests.ops.harness import run_exported, run_kernel
 
 RNG = np.random.default_rng(0)
 FLOATS = [np.float32, np.float16]
@@ -253,3 +253,31 @@ def test_non_maximum_suppression(max_boxes):
     keep = _nms_ref(boxes[0], scores[0], 0.2, -np.inf, max_boxes)
     np.testing.assert_array_equal(out[2][0, :len(keep)], keep)
     np.testing.assert_array_equal(out[0][0, :, :len(keep)], boxes[0, keep].T)
+
+
+EXPORTS = [
+    ("band_part", {"x": rand((3, 4, 5)), "lower": np.int32(1), "upper": np.int32(0)}, ["x"], 15),
+    ("cumsum", {"x": rand((3, 4)), "axis": np.int32(1), "exclusive": True, "reverse": True}, ["x"], 15),
+    ("fill_like", {"ref_tensor": rand((2, 3)), "value": np.float32(2)}, ["ref_tensor"], 16),
+    ("one_hot", {"indices": np.array([[1, 2]], np.int32), "one_hot_vector_size": np.int32(4)}, ["indices"], 15),
+    ("pad", {"x": rand((2, 3, 4)), "pad": np.array([1, 2, 0, 1], np.int32), "mode": "reflect"}, ["x"], 15),
+    ("pad", {"x": rand((2, 3, 4)), "pad": np.array([1, 2, 0, 1], np.int32), "mode": "replicate"}, ["x"], 15),
+    ("tile", {"x": rand((2, 3)), "reps": np.array([2, 1], np.int32)}, ["x"], 15),
+    ("argsort", {"x": RNG.integers(0, 3, (3, 5)).astype(np.float32)}, ["x"], 15),
+    ("topk", {"x": RNG.integers(0, 3, (3, 5)).astype(np.float32), "k": np.int32(2)}, ["x"], 15),
+    ("flatten2d", {"x": rand((2, 3, 4))}, ["x"], 15),
+    ("concat", {"values": [rand((2, 3)), rand((2, 3))], "axis": np.int32(0), "interleave": True}, [], 15),
+    ("split", {"x": rand((4, 6)), "num_splits": np.int32(2), "axis": np.int32(1)}, ["x"], 15),
+    ("non_maximum_suppression", {"boxes": np.abs(rand((1, 6, 4))), "scores": np.abs(rand((1, 6, 2))),
+                                 "iou_threshold": np.float32(0.3), "score_threshold": np.float32(0.1),
+                                 "max_boxes": np.int32(3)}, ["boxes", "scores"], 15),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EXPORTS)))
+def test_exports_to_onnx(case):
+    op, inputs, dynamic, opset = EXPORTS[case]
+    got, ref = run_exported(op, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=1e-5)

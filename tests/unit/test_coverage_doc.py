@@ -37,3 +37,15 @@ def test_every_case_module_names_its_reference():
         module = importlib.import_module(f"tests.unit.{name}")
         if getattr(module, "CASES", None):
             assert getattr(module, "REFERENCE", ""), f"{name} has CASES but no REFERENCE string"
+
+
+def test_every_mil_op_is_supported_or_refused_with_a_reason():
+    from mlupdate.ops import REFUSED, supported_ops
+    from mlupdate.spec.io import import_coremltools
+
+    import_coremltools()
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    handled = set(supported_ops()) | set(REFUSED) | set(_script().COMPILER_OPS)
+    unexplained = sorted(set(SSAOpRegistry.core_ops) - handled)
+    assert not unexplained, f"MIL ops neither supported nor refused with a reason: {unexplained}"

@@ -19,7 +19,7 @@ import pytest
 
 import mlupdate
 from mlupdate.errors import Error, ModelFileError, SpecError
-from mlupdate.spec.io import import_coremltools
+from mlupdate.spec.io import import_coremltools, read_spec, write_spec
 from mlupdate.spec.package import unpack
 from tests.ops.mlprogram import save_program
 
@@ -180,3 +180,18 @@ def test_inspect_lists_functions_and_ops(package: Path) -> None:
     assert info["runs"] is True
     (fn,) = info["program"]["functions"]
     assert fn["name"] == "main" and fn["inputs"] == ["x"] and fn["ops"]["add"] == 1
+
+
+def test_an_ml_program_is_not_written_as_a_bare_mlmodel(package: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match=r"Out\.mlpackage"):
+        mlupdate.load(package).write(tmp_path / "Out.mlmodel")
+    assert not (tmp_path / "Out.mlmodel").exists()
+
+
+def test_program_input_over_the_array_limit_is_refused(copy: Path) -> None:
+    spec = read_spec(copy)
+    dims = spec.mlProgram.functions["main"].inputs[0].type.tensorType.dimensions
+    dims[0].constant.size = 1 << 40  # the function's input, not the description, declares the huge size
+    write_spec(spec, copy / "Data" / "com.apple.CoreML" / "model.mlmodel")
+    with pytest.raises(SpecError, match="limit"):
+        mlupdate.load(copy)

@@ -23,7 +23,6 @@ WAY_FORWARD = {
     "customModel": "className",
     "serializedModel": "convert_to='neuralnetwork'",
     "bayesianProbitRegressor": "glmClassifier with Probit",
-    "mlProgram": "convert_to='neuralnetwork'",
 }
 
 
@@ -45,7 +44,7 @@ def test_every_type_runs_or_is_refused_with_its_way_forward():
     assert not set(REFUSED) & set(PROGRAMS)
 
 
-@pytest.mark.parametrize("kind", sorted(set(WAY_FORWARD) - {"mlProgram"}))
+@pytest.mark.parametrize("kind", sorted(WAY_FORWARD))
 def test_a_refused_model_says_why_and_what_to_do(kind):
     with pytest.raises(mlupdate.UnsupportedModelError) as err:
         mlupdate.Model(_typed(kind))

@@ -40,7 +40,6 @@ _APPLE = "it runs Apple's {} framework, which exists only on Apple's systems"
 _NL = _APPLE.format("NaturalLanguage") + ("; for a Create ML {} train an open model in PyTorch and "
                                           "mlupdate.convert it (with a tokenizer outside the model)")
 REFUSED: dict[str, str] = {
-    "mlProgram": "Core ML cannot update ML Programs on device; convert with convert_to='neuralnetwork'",
     "customModel": ("it runs app code (the Objective-C class named by its className) that only the app shipping the "
                     "model has; rebuild what that class computes as a neural network (mlupdate.convert) or "
                     "classic model"),

@@ -18,8 +18,8 @@ from mlupdate.layers.activation import ClampedReLU, Gelu
 from mlupdate.ops import OpContext, register
 from mlupdate.ops.elementwise import axis_of, flag, op_error, param_like
 
-#: gelu's ``mode`` to the neural-network layer's ``GeluLayerParams.GeluMode``.
-GELU_MODES = {"EXACT": 0, "TANH_APPROXIMATION": 1, "SIGMOID_APPROXIMATION": 2}
+#: gelu's ``mode`` to the neural-network layer's kernel (``GeluLayerParams.GeluMode``); the modules are stateless.
+GELU_MODES = {"EXACT": Gelu(0), "TANH_APPROXIMATION": Gelu(1), "SIGMOID_APPROXIMATION": Gelu(2)}
 
 _PLAIN: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -101,7 +101,7 @@ def _gelu(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     mode = str(flag(ctx, "mode", "EXACT"))
     if mode not in GELU_MODES:
         raise op_error(ctx, f"mode '{mode}' is not one of {sorted(GELU_MODES)}")
-    return Gelu(GELU_MODES[mode])(inputs["x"])
+    return GELU_MODES[mode](inputs["x"])
 
 
 @register("softmax")

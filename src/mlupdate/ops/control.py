@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from mlupdate.errors import LayerError
-from mlupdate.ops import OpContext, register
+from mlupdate.ops import REFUSED, OpContext, register
 from mlupdate.ops.precision import torch_dtype
 
 _LIST_DTYPES = {"fp16": "float16", "fp32": "float32", "int32": "int32", "bool": "bool"}
@@ -106,3 +106,7 @@ def list_scatter(ctx: OpContext, inputs: dict[str, Any]) -> list[Any]:
         ls += [None] * (i + 1 - len(ls))
         ls[i] = inputs["value"][k]
     return ls
+
+
+REFUSED["_const_symbolic"] = ("a placeholder of coremltools' converter for symbolic shapes, which it replaces before "
+                              "saving; it never appears in a saved program")

@@ -138,7 +138,8 @@ def _conv_quantized(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         if value.numel() not in (1, c_out):
             raise op_error(ctx, f"{name} has {value.numel()} values; it needs 1 or C_out = {c_out}")
     per_channel = (-1,) + (1,) * (weight.dim() - 1)
-    dense = weight.to(x.dtype) * scale.reshape(per_channel) + shift.reshape(per_channel)  # W_q * scale + bias
+    # W_float = W_quantized * scale + bias, per output channel
+    dense = weight.to(device=x.device, dtype=x.dtype) * scale.reshape(per_channel) + shift.reshape(per_channel)
     return _convolve(ctx, x, dense, inputs)
 
 

@@ -164,12 +164,11 @@ def _cast_with(table: dict[str, torch.dtype]) -> Callable[[OpContext, dict[str, 
         name = str(flag(ctx, "dtype", None))
         if name not in table:
             raise op_error(ctx, f"dtype '{name}' is not one of {sorted(table)} in opset iOS{ctx.opset}")
-        x = inputs["x"]
-        if table[name] == torch.bool or x.dtype == torch.bool or x.dtype.is_floating_point == (
-                table[name].is_floating_point):
-            return x.to(table[name])
-        # float to int truncates toward zero (numpy's astype); int16/uint16 have few torch kernels, go via int32
-        return x.to(torch.int32).to(table[name]) if table[name] != torch.int32 else x.to(torch.int32)
+        x, target = inputs["x"], table[name]
+        if x.dtype.is_floating_point and not target.is_floating_point and target != torch.bool:
+            # float to int truncates toward zero (numpy's astype); int16/uint16 have few torch kernels: via int32
+            x = x.to(torch.int32)
+        return x.to(target)
 
     return kernel
 
@@ -194,7 +193,7 @@ _BINARY: dict[str, Fn] = {
 }
 
 
-def _binary(name: str, fn: Fn) -> Callable[[OpContext, dict[str, Any]], torch.Tensor]:
+def _binary(fn: Fn) -> Callable[[OpContext, dict[str, Any]], torch.Tensor]:
     def kernel(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         x, y = inputs["x"], inputs["y"]
         try:
@@ -207,7 +206,7 @@ def _binary(name: str, fn: Fn) -> Callable[[OpContext, dict[str, Any]], torch.Te
 
 
 for _name, _fn in _BINARY.items():
-    register(_name)(_binary(_name, _fn))
+    register(_name)(_binary(_fn))
 
 
 @register("select")

@@ -67,14 +67,12 @@ def held_tensor(value: Any, declared: TensorType | OtherType, ctx: OpContext, ex
     Raises:
         LayerError: When a fully declared shape differs from what the op computed.
     """
-    if not isinstance(declared, TensorType) or not isinstance(value, torch.Tensor):
+    target = torch_dtype(declared.dtype) if isinstance(declared, TensorType) else None
+    if target is None or not isinstance(value, torch.Tensor):  # strings, lists, states, classifier outputs
         return value
     if declared.shape is not None and None not in declared.shape and tuple(value.shape) != declared.shape:
         raise LayerError(f"Op '{ctx.name}' ({ctx.op_type}) computed shape {list(value.shape)} where the program "
                          f"declares {list(declared.shape)}: the inputs do not fit the program.")
-    target = torch_dtype(declared.dtype)
-    if target is None:
-        return value
     if declared.dtype == "float16":
         if not exact or value.dtype != torch.float32:
             value = value.to(torch.float16).to(torch.float32)

@@ -89,7 +89,6 @@ class ProgramModule(nn.Module):
         input_names, input_types: The function's inputs (states included), in order.
         output_names: The values the main block returns.
         states: The names of the inputs that are states.
-        classifier: ``(label output, probabilities output, classes)`` of a ``classify`` op, else None.
         has_blocks: Whether an op has nested blocks (control flow: not expressible in an ONNX export).
 
     Raises:
@@ -114,7 +113,6 @@ class ProgramModule(nn.Module):
         self.input_types = tuple(value_type(i.type, f"Input '{i.name}'") for i in fn.inputs)
         self.states = tuple(n for n, t in zip(self.input_names, self.input_types, strict=True)
                             if isinstance(t, OtherType) and t.kind == "state")
-        self.classifier: tuple[str, str, list[Any]] | None = None
         self.has_blocks = False
         self._consts: dict[str, tuple[Any, int]] = {}  # constant name -> (held numpy value, buffer slot)
         self._tensors: list[torch.Tensor] = []
@@ -169,6 +167,8 @@ class ProgramModule(nn.Module):
             inputs[param] = refs
         consts = {p: _unwrap(p, op.type, [r.const for r in refs]) for p, refs in inputs.items()
                   if all(r.const is not None for r in refs)}
+        if op.type.startswith("constexpr_"):  # iOS16's constexpr ops hold their parameters as attributes
+            consts.update({k: v for k, v in attrs.items() if k not in consts and isinstance(v, (np.ndarray, str))})
         ctx = OpContext(op.type, name=name, opset=self.opset, consts=consts, attrs=attrs,
                         out_types=tuple(_out_type(t) for t in types),
                         dynamic=frozenset(inputs) - frozenset(consts))
@@ -188,8 +188,6 @@ class ProgramModule(nn.Module):
                 array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
                 self._define(out, hold(array, t, name))
             return None
-        if op.type == "classify":
-            self.classifier = (outputs[0], outputs[1] if len(outputs) > 1 else "", list(_flat(consts.get("classes"))))
         scope.update(zip(outputs, types, strict=True))
         return Op(ctx, kernel, inputs, outputs, types, blocks)
 
@@ -206,7 +204,7 @@ class ProgramModule(nn.Module):
     def _slot(self, value: Any) -> int:
         if not isinstance(value, np.ndarray) or value.dtype.kind in "OUS":
             return -1
-        self._tensors.append(torch.from_numpy(np.ascontiguousarray(value)))
+        self._tensors.append(torch.from_numpy(np.array(value, order="C")))  # a copy; 0-d stays 0-d
         return len(self._tensors) - 1
 
     # -- running -------------------------------------------------------------------------------
@@ -228,8 +226,10 @@ def run_block(block: Block, env: dict[str, Any], consts: list[Any]) -> tuple[Any
         ctx = op.ctx
         if op.blocks:
             ctx = dataclasses.replace(ctx, blocks=tuple(_bind(b, env, consts) for b in op.blocks))
-        outs = _as_tuple(_call(dataclasses.replace(op, ctx=ctx) if op.blocks else op, args))
-        if len(outs) != len(op.outputs) and op.ctx.op_type not in ("write_state",):
+        out = _call(dataclasses.replace(op, ctx=ctx) if op.blocks else op, args)
+        single_list = len(op.types) == 1 and isinstance(op.types[0], OtherType) and op.types[0].kind == "list"
+        outs = (out,) if single_list else _as_tuple(out)
+        if len(outs) != len(op.outputs):
             raise SpecError(f"Op '{op.ctx.name}' ({op.ctx.op_type}) declares {len(op.outputs)} output(s) but "
                             f"computes {len(outs)}. Save the model again with coremltools.")
         exact = op.ctx.op_type in EXACT_OPS
@@ -273,14 +273,6 @@ def _unwrap(param: str, op_type: str, values: list[Any]) -> Any:
     return values if param in VARIADIC.get(op_type, ()) else values[0]
 
 
-def _flat(values: Any) -> list[Any]:
-    if values is None:
-        return []
-    if isinstance(values, np.ndarray):
-        return [v.item() if hasattr(v, "item") else v for v in values.reshape(-1)]
-    return [x for v in values for x in _flat(v)] if isinstance(values, (list, tuple)) else [values]
-
-
 def _as_tuple(out: Any) -> tuple[Any, ...]:
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
@@ -288,7 +280,7 @@ def _as_tuple(out: Any) -> tuple[Any, ...]:
 def _to_torch(value: Any) -> Any:
     """A decoded constant as the kernels take it: numeric arrays as tensors; strings and lists as they are."""
     if isinstance(value, np.ndarray) and value.dtype.kind not in "OUS":
-        return torch.from_numpy(np.ascontiguousarray(value))
+        return torch.from_numpy(np.array(value, order="C"))  # a copy; 0-d stays 0-d
     if isinstance(value, (list, tuple)):
         return [_to_torch(v) for v in value]
     return value

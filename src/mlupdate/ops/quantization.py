@@ -25,7 +25,7 @@ def per_axis(ctx: OpContext, param: torch.Tensor, shape: tuple[int, ...], axis: 
         LayerError: When the parameter fits none of the three forms (the message names the op and ``what``).
     """
     rank = len(shape)
-    if param.dim() == 0 or (param.dim() == 1 and param.numel() == 1 and axis is None):
+    if param.dim() == 0 or (param.dim() == 1 and param.numel() == 1):
         return param.reshape([1] * rank)
     if param.dim() == 1:
         if axis is None or int(param.shape[0]) != shape[axis]:
@@ -55,19 +55,24 @@ def _quantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         raise op_error(ctx, f"output_dtype '{name}' is not int8 or uint8")
     dtype, low, high = QUANTIZED[name]
     shape, axis = tuple(int(d) for d in x.shape), _axis(ctx, x.dim())
-    scale = per_axis(ctx, inputs["scale"], shape, axis, "scale").to(torch.float32)
-    q = torch.round(x.to(torch.float32) / scale)
+    scale = per_axis(ctx, inputs["scale"], shape, axis, "scale").to(x.dtype)
+    q = torch.round(x / scale).to(torch.float32)  # the division in the input's dtype, as coremltools
     if "zero_point" in inputs:
         q = q + per_axis(ctx, inputs["zero_point"], shape, axis, "zero_point").to(torch.float32)
     return q.clamp(low, high).to(dtype)
 
 
+def dequantize_values(ctx: OpContext, data: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None,
+                      axis: int | None) -> torch.Tensor:
+    """``scale * (data - zero_point)``, computed in fp32 and returned in the scale's dtype (as coremltools)."""
+    shape = tuple(int(d) for d in data.shape)
+    y = data.to(torch.float32)
+    if zero_point is not None:
+        y = y - per_axis(ctx, zero_point, shape, axis, "zero_point").to(torch.float32)
+    return (y * per_axis(ctx, scale, shape, axis, "scale").to(torch.float32)).to(scale.dtype)
+
+
 @register("dequantize", since=17)
 def _dequantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    """``scale * (input - zero_point)`` in the scale's dtype."""
-    x, scale = inputs["input"], inputs["scale"]
-    shape, axis = tuple(int(d) for d in x.shape), _axis(ctx, x.dim())
-    y = x.to(torch.float32)
-    if "zero_point" in inputs:
-        y = y - per_axis(ctx, inputs["zero_point"], shape, axis, "zero_point").to(torch.float32)
-    return (y * per_axis(ctx, scale, shape, axis, "scale").to(torch.float32)).to(scale.dtype)
+    x = inputs["input"]
+    return dequantize_values(ctx, x, inputs["scale"], inputs.get("zero_point"), _axis(ctx, x.dim()))

@@ -265,6 +265,12 @@ def _affine(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
                             f"{list(matrix.shape)}")
     ho, wo = int(flag(ctx, "output_height", None)), int(flag(ctx, "output_width", None))
     sized(ctx, [*(int(d) for d in x.shape[:2]), ho, wo])
-    theta = matrix.to(torch.float32).reshape(-1, 2, 3).expand(int(x.shape[0]), 2, 3)
-    coords = F.affine_grid(theta, [int(x.shape[0]), int(x.shape[1]), ho, wo], align_corners=True)
+    theta = matrix.to(torch.float32).reshape(-1, 1, 2, 3)  # [B or 1, 1, (x', y'), (a, b, c)]
+
+    def unit(n: int) -> np.ndarray:  # output positions on [-1, 1], corners at the pixel centres
+        return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+
+    gx, gy = np.meshgrid(unit(wo), unit(ho))
+    base = torch.from_numpy(np.stack([gx, gy, np.ones_like(gx)], -1).reshape(1, ho * wo, 1, 3).astype(np.float32))
+    coords = (base * theta).sum(-1).reshape(-1, ho, wo, 2).expand(int(x.shape[0]), ho, wo, 2)
     return _grid_sample(ctx, x, coords)

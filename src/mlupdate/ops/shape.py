@@ -35,13 +35,13 @@ def _reshape(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         shape = [int(x.shape[i]) if s == 0 else s for i, s in enumerate(shape)]
     if shape.count(-1) > 1 or any(s < -1 for s in shape):
         raise op_error(ctx, f"shape {shape} may hold one -1 and otherwise non-negative sizes")
-    known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+    known, count = int(np.prod([s for s in shape if s != -1], dtype=np.int64)), int(x.numel())
     if -1 in shape:
-        if not known or x.numel() % known:
-            raise op_error(ctx, f"cannot reshape {list(x.shape)} to {shape}")
-        shape[shape.index(-1)] = x.numel() // known
-    elif known != x.numel():
-        raise op_error(ctx, f"cannot reshape {list(x.shape)} ({x.numel()} values) to {shape}")
+        if not known or count % known:
+            raise op_error(ctx, f"cannot reshape {[int(d) for d in x.shape]} to {shape}")
+        shape[shape.index(-1)] = count // known
+    elif known != count:
+        raise op_error(ctx, f"cannot reshape {[int(d) for d in x.shape]} ({count} values) to {shape}")
     return x.reshape(shape)
 
 

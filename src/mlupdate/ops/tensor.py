@@ -136,7 +136,7 @@ def _one_hot(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     on = inputs.get("on_value", torch.tensor(1.0)).reshape(())
     off = inputs.get("off_value", torch.tensor(0.0)).reshape(()).to(on.dtype)
     sized(ctx, [*indices.shape, size])
-    hot = (indices.unsqueeze(-1) == torch.arange(size, device=indices.device)).movedim(-1, dim)
+    hot = (indices.unsqueeze(-1) == torch.arange(size, device=indices.device)).movedim(indices.dim(), dim)
     return torch.where(hot, on, off)
 
 
@@ -189,9 +189,16 @@ def _tile(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return x.repeat(reps)
 
 
-def _sort_index(x: torch.Tensor, dim: int, ascending: bool) -> torch.Tensor:
-    """Stable sort order: equal values keep their input order (as numpy's stable argsort)."""
-    return torch.sort(x, dim=dim, descending=not ascending, stable=True).indices
+def _sort_index(x: torch.Tensor, dim: int, ascending: bool, k: int | None = None) -> torch.Tensor:
+    """The first ``k`` positions of the stable sort order: equal values keep their input order.
+
+    An ONNX export sorts with ``TopK``, whose definition puts the lower index first among equal values.
+    """
+    size = int(x.shape[dim])
+    if torch.jit.is_tracing():
+        return torch.topk(x, size if k is None else k, dim=dim, largest=not ascending, sorted=True).indices
+    order = torch.sort(x, dim=dim, descending=not ascending, stable=True).indices
+    return order if k is None else order.narrow(dim, 0, k)
 
 
 @register("argsort")
@@ -202,6 +209,8 @@ def _argsort(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 
 
 @register("topk")
+@register("topk", since=16)
+@register("topk", since=17)
 def _topk(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     x = inputs["x"]
     dim = axis_of(ctx, x.dim(), "axis", -1)
@@ -209,7 +218,7 @@ def _topk(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     size = int(x.shape[dim])
     if not 0 < k <= size:
         raise op_error(ctx, f"k {k} is outside [1, {size}], the size of axis {dim}")
-    index = _sort_index(x, dim, bool(flag(ctx, "ascending", False))).narrow(dim, 0, k)
+    index = _sort_index(x, dim, bool(flag(ctx, "ascending", False)), k)
     # sort=False (iOS16) leaves the order open; the sorted order is one Core ML may give (docs/differences.md).
     values = torch.gather(x, dim, index)
     if ctx.opset >= 16 and not bool(flag(ctx, "return_indices", True)):

@@ -11,6 +11,7 @@ examples along a leading axis is only right for programs proven not to mix them,
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import numpy as np
 from mlupdate.errors import ExportError, FeatureError, SpecError
 from mlupdate.features.arrays import check_array
 from mlupdate.spec.description import Description, FeatureDescription
-from mlupdate.spec.mil import TensorType, value_type
+from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
+from mlupdate.spec.mil import TensorType, classifier_of, value_type
 from mlupdate.spec.package import Weights
 
 #: Declared MIL dtype -> numpy dtype of the arrays fed to the compiled program (fp16 held in float32).
@@ -114,6 +116,12 @@ class MLProgram:
                             f"(it takes {list(self.mil_inputs)}).")
         self.state_types = {n: t.inner for n, t in self.mil_inputs.items()
                             if not isinstance(t, TensorType) and t.inner is not None}
+        for name, t in self.mil_inputs.items():  # sample inputs and states are allocated at these sizes
+            t = t if isinstance(t, TensorType) else t.inner
+            size = math.prod(d or 1 for d in (t.shape or ())) if t is not None else 0
+            if size > max_array_elements():
+                raise SpecError(f"Input '{name}' of function '{self.function}' declares {size} values, more than the "
+                                f"limit of {max_array_elements()} (set {MAX_ARRAY_ELEMENTS_ENV} to allow more).")
         for f in self.inputs:
             if not isinstance(self.mil_inputs.get(f.name), TensorType):
                 raise SpecError(f"Input '{f.name}' of the description is not a tensor input of function "
@@ -122,20 +130,20 @@ class MLProgram:
         self.key = None if cache_key is None else hashlib.sha256(
             f"{cache_key}|{self.function}|{weights_digest(folder)}".encode()).hexdigest()
         self._module: Any = None
-        self.classifier: tuple[str, str, list[Any]] | None = None
+        self.classifier = classifier_of(spec, self.function)
+        block = fn.block_specializations.get(fn.opset)
+        self.output_names = list(block.outputs) if block is not None else []
         warm = (self.key is not None and executor != "torch" and not self.flexible and not self.state_types
                 and not (executor == "auto" and compute_units != "cpu_only" and cuda_possible()))
         if warm:
             from mlupdate.runtime import cache
 
             path = cache.path_of(artifact_name(self.key, False))
-            meta = cache.read(artifact_name(self.key, False).replace(".onnx", ".json"))
-            if path is not None and meta is not None:
+            if path is not None:
                 try:
                     self.executor: Any = OnnxExecutor(path, threads, self._diagnose)
-                    self.output_names = self._meta(meta)
                     return
-                except (ExportError, ValueError):
+                except ExportError:
                     pass
         self._compile(compute_units, executor, threads)
 
@@ -154,33 +162,24 @@ class MLProgram:
         return self._module
 
     def _compile(self, compute_units: str, executor: str, threads: int | None) -> None:
-        import json
-
-        from mlupdate.runtime import cache
         from mlupdate.runtime.executors import make_executor
-        from mlupdate.runtime.onnx_session import artifact_name
 
         module = self.module
-        self.classifier = module.classifier
-        self.output_names = list(module.output_names)
         exportable = not (module.has_blocks or module.states or self.flexible)
+        samples = self.sample_inputs()
         if self.state_types:
+            import torch
+
             from mlupdate.runtime.executors import TorchExecutor
 
-            self.executor = TorchExecutor(_Stateful(module), "cpu", threads)
-            return
-        self.executor = make_executor(_Graph(module), self.sample_inputs(), compute_units, False, self.key, executor,
-                                      (), exportable, threads)
-        if self.key is not None and self.executor.name == "onnxruntime":
-            meta = {"outputs": self.output_names, "classifier": self.classifier}
-            cache.write(artifact_name(self.key, False).replace(".onnx", ".json"), json.dumps(meta).encode())
-
-    def _meta(self, data: bytes) -> list[str]:
-        import json
-
-        meta = json.loads(data)
-        self.classifier = tuple(meta["classifier"]) if meta.get("classifier") else None  # type: ignore[assignment]
-        return list(meta["outputs"])
+            gpu = compute_units != "cpu_only" and executor != "onnxruntime" and torch.cuda.is_available()
+            self.executor = TorchExecutor(_Stateful(module), "cuda" if gpu else "cpu", threads)
+            samples += list(self.make_state().values.values())
+        else:
+            self.executor = make_executor(_Graph(module), samples, compute_units, False, self.key, executor, (),
+                                          exportable, threads)
+        if self.executor.name == "torch" and not module.has_blocks:
+            self.executor.run(samples)  # a dry run: ops that do not fit their inputs fail at load (loops may not end)
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:
         """Re-run the inputs onnxruntime failed on in torch, which names the failing op."""
@@ -225,7 +224,7 @@ class MLProgram:
                 raise FeatureError(f"Input '{f.name}' is of type {f.type}, which ML Programs do not take.")
             if t.dtype == "float16":
                 arr = arr.astype(np.float16)
-            arrays.append(np.ascontiguousarray(arr.astype(_FEED.get(t.dtype, np.float32))))
+            arrays.append(np.array(arr, dtype=_FEED.get(t.dtype, np.float32), order="C"))
         return arrays
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str,

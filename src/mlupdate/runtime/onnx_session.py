@@ -23,6 +23,9 @@ import numpy as np
 from mlupdate.errors import LayerError, ParameterError
 
 COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int32)": np.int32,
+              "tensor(int64)": np.int64, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+              "tensor(int16)": np.int16, "tensor(bool)": np.bool_}
 EXECUTORS = ("auto", "onnxruntime", "torch")
 
 #: Bumped whenever the export (graph, rewrite pass, held layouts) changes what an artifact holds.
@@ -126,6 +129,8 @@ class OnnxExecutor:
         except Exception as exc:  # noqa: BLE001 - an unloadable export means "fall back"
             raise ExportError(f"onnxruntime cannot load the exported graph: {exc}") from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
+        # each input in the type the export declares (float for networks; ML Programs also take integers)
+        self.input_dtypes = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         self.source = data
         self.diagnose = diagnose
 
@@ -142,7 +147,7 @@ class OnnxExecutor:
         """
         # the exporter drops inputs the graph reads only for their (static) shape, e.g. crop's reference
         wanted = set(self.input_names)
-        feeds = {f"in{i}": np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)
+        feeds = {f"in{i}": np.ascontiguousarray(a, dtype=self.input_dtypes[f"in{i}"]) for i, a in enumerate(arrays)
                  if f"in{i}" in wanted}
         try:
             return self.session.run(None, feeds)

@@ -217,3 +217,37 @@ def _count_ops(block: Any, counts: dict[str, int]) -> None:
         counts[op.type] = counts.get(op.type, 0) + 1
         for inner in op.blocks:
             _count_ops(inner, counts)
+
+
+def classifier_of(spec: Any, function: str) -> tuple[str, str, list[Any]] | None:
+    """The ``classify`` op of a function's block: its label and probabilities outputs and its classes; else None.
+
+    Raises:
+        SpecError: For a classify op whose classes are not a constant list of strings or integers.
+    """
+    fn = spec.mlProgram.functions[function]
+    block = fn.block_specializations[fn.opset]
+    consts = {op.outputs[0].name: op.attributes["val"] for op in block.operations
+              if op.type == "const" and op.outputs and "val" in op.attributes}
+    for op in block.operations:
+        if op.type != "classify" or "classes" not in op.inputs or not op.inputs["classes"].arguments:
+            continue
+        binding = op.inputs["classes"].arguments[0]
+        value = binding.value if binding.WhichOneof("binding") == "value" else consts.get(binding.name)
+        if value is None:
+            raise SpecError(f"The classify op of function '{function}' takes its classes from '{binding.name}', "
+                            "which is not a constant.")
+        classes = _flat(decode_value(value, Weights(None), "The classify op's classes"))
+        if not all(isinstance(c, (str, int)) for c in classes):
+            raise SpecError("The classify op's classes must be strings or integers.")
+        outputs = [o.name for o in op.outputs]
+        return outputs[0], outputs[1] if len(outputs) > 1 else "", classes
+    return None
+
+
+def _flat(value: Any) -> list[Any]:
+    if isinstance(value, np.ndarray):
+        return [v.item() if isinstance(v, np.generic) else v for v in value.reshape(-1)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _flat(v)]
+    return [value]

@@ -46,7 +46,6 @@ def summarize(spec: Any) -> dict[str, Any]:
                        "index": index.WhichOneof("IndexType"), "weighting": knn.WhichOneof("WeightingScheme"),
                        "k": update_parameters(spec)["number_of_neighbors"].describe()}
     elif kind == "mlProgram":  # ML Programs (issue 17): one call, for the model-kind registry
-        info["runs"] = True  # the type runs; an op mlupdate does not run is refused by name at load
         info["program"] = program_summary(spec)
     elif kind and kind.startswith("pipeline"):
         pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline

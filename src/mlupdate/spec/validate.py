@@ -14,15 +14,16 @@ from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, MAX_IMAGE_PIXELS_ENV, m
 #: The model types mlupdate runs; the first three are the neural networks.
 RUNNABLE = ("neuralNetwork", "neuralNetworkClassifier", "neuralNetworkRegressor",
             "kNearestNeighborsClassifier", "pipeline", "pipelineClassifier", "pipelineRegressor", "linkedModel",
-            *PROGRAMS)
+            *PROGRAMS, "mlProgram")
 
 
 def check_model_type(spec: Any, where: str = "The model") -> str:
     """Return the model type, or raise a clear error for types mlupdate cannot run.
 
     Raises:
-        UnsupportedModelError: For mlProgram and the other types mlupdate does not run.
-        SpecError: For a pipeline without models, a link without a file name, a classifier without labels.
+        UnsupportedModelError: For the types mlupdate does not run.
+        SpecError: For a pipeline without models, a link without a file name, a classifier without labels, an
+            ML Program without the function it runs.
     """
     kind = spec.WhichOneof("Type")
     check_declared_sizes(spec, where)
