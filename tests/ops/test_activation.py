@@ -125,6 +125,8 @@ def _channel(v, rank):
 def test_prelu(shape, dtype, opset):
     x = RNG.uniform(-3, 3, shape).astype(dtype)
     alpha = RNG.uniform(0, 1, shape[1]).astype(np.float32 if opset == 17 else dtype)
+    if len(shape) != 4:  # the definition: rank 3 and 5 take one value for all channels
+        alpha[:] = alpha[0]
     want = np.where(x > 0, x, _channel(alpha, x.ndim) * x.astype(np.float64))
     _check(run_kernel("prelu", {"x": x, "alpha": alpha}, opset=opset), want, dtype)
 
@@ -141,6 +143,7 @@ def test_softplus_parametric(shape, dtype):
 @pytest.mark.parametrize("op, shape, params", [
     ("prelu", (2, 3), {"alpha": np.ones(3, np.float32)}),
     ("prelu", (1, 3, 4), {"alpha": np.ones(2, np.float32)}),
+    ("prelu", (1, 3, 4), {"alpha": np.array([0.1, 0.2, 0.3], np.float32)}),
     ("softplus_parametric", (3, 4), {"alpha": np.ones(4, np.float32), "beta": np.ones(4, np.float32)}),
     ("softplus_parametric", (1, 3, 4), {"alpha": np.ones(3, np.float32), "beta": np.ones(2, np.float32)}),
 ])

@@ -68,7 +68,7 @@ def test_conv(sizes, k, strides, dilations, groups, pad_type, dtype):
         pads = [(1, 2), (2, 0), (0, 1)][:len(sizes)]
         inputs["pad"] = np.array([p for ba in pads for p in ba], np.int32)
     want = np_conv(x, w.astype(np.float64), b, strides, dilations, pads, groups)
-    got = run_kernel("conv", inputs, consts=set(inputs) - {"x", "weight"})
+    got = run_kernel("conv", inputs, consts=set(inputs) - {"x", "weight"}, opset=16)  # same_lower: iOS16 on
     assert got.dtype == dtype and got.shape == want.shape
     if pad_type in ("same", "same_lower"):
         assert got.shape[2:] == tuple(math.ceil(s / st) for s, st in zip(sizes, strides, strict=True))
@@ -102,6 +102,17 @@ def test_conv_defaults_and_iOS17_weight_dtype(opset):
 def test_conv_errors_name_the_op(inputs, match):
     with pytest.raises(Error, match=f"conv_0.*{match}"):
         run_kernel("conv", inputs, consts=set(inputs) - {"x", "weight"})
+
+
+@pytest.mark.parametrize("op", ["conv", "conv_quantized"])
+def test_same_lower_needs_iOS16(op):
+    inputs = {"x": np.ones((1, 2, 5), np.float32), "weight": np.ones((2, 2, 2), np.float32), "pad_type": "same_lower"}
+    if op == "conv_quantized":
+        inputs.update(weight=np.ones((2, 2, 2), np.uint8), quantization_type="linear", quant_scale=np.float32(1),
+                      quant_bias=np.float32(0))
+    with pytest.raises(Error, match=f"{op}_0.*'same_lower' needs opset iOS16"):
+        run_kernel(op, inputs)
+    assert run_kernel(op, inputs, opset=16).shape == (1, 2, 5)
 
 
 def test_conv_quantized_linear():
@@ -188,6 +199,9 @@ def test_conv_transpose_errors_name_the_op():
     x = np.ones((1, 4, 5), np.float32)
     with pytest.raises(Error, match="conv_transpose_0.*C_in = 4"):
         run_kernel("conv_transpose", {"x": x, "weight": np.ones((3, 2, 2), np.float32)})
+    with pytest.raises(Error, match="conv_transpose_0.*pad_type 'same_lower'"):  # not one of its pad types
+        run_kernel("conv_transpose", {"x": x, "weight": np.ones((4, 2, 2), np.float32), "pad_type": "same_lower"},
+                   opset=18)
     with pytest.raises(Error, match="conv_transpose_0.*positive"):
         run_kernel("conv_transpose", {"x": x, "weight": np.ones((4, 2, 2), np.float32), "pad_type": "custom",
                                       "pad": np.array([3, 3], np.int32)})

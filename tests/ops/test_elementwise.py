@@ -42,6 +42,14 @@ def test_unary(op, ref, lo, hi, shape, dtype):
     _close(run_kernel(op, {"x": x}), want, dtype, 5e-3 if dtype == np.float16 else None)
 
 
+@pytest.mark.parametrize("op, ref", [("sinh", np.sinh), ("cosh", np.cosh)])
+def test_hyperbolic_fp16_up_to_the_largest_finite_value(op, ref):
+    x = np.array([-11.5, -11, 0, 11, 11.5], np.float16)  # e^11.5 overflows fp16, sinh(11.5) does not
+    got = run_kernel(op, {"x": x})
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got.astype(np.float64), ref(x.astype(np.float64)), rtol=1e-3)
+
+
 def test_round_half_to_even_and_ceil_floor_exact():
     x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5], np.float32)
     np.testing.assert_array_equal(run_kernel("round", {"x": x}), [-2, -2, -0, 0, 2, 2])  # "0.5 is rounded to 0"

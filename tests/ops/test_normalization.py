@@ -141,3 +141,13 @@ def test_local_response_norm_defaults():
 def test_errors_name_the_op(op, inputs, match):
     with pytest.raises(Error, match=f"{op}_0.*{match}"):
         run_kernel(op, inputs)
+
+
+@pytest.mark.parametrize("op, inputs", [
+    ("l2_norm", {}), ("layer_norm", {}), ("instance_norm", {}), ("local_response_norm", {"size": np.int32(3)})])
+def test_fp16_norms_of_large_values_do_not_overflow(op, inputs):
+    x = RNG.uniform(-1, 1, (1, 3, 4, 5)) * 2000  # squares far beyond fp16's largest value, results within range
+    want = run_kernel(op, {"x": x.astype(np.float32), **inputs})
+    got = run_kernel(op, {"x": x.astype(np.float16), **inputs})
+    assert got.dtype == np.float16 and np.isfinite(got).all()
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=5e-3, atol=5e-3 * np.abs(want).max())

@@ -74,7 +74,7 @@ def test_pool(kind, sizes, k, s, pad_type, dtype):
     if pad_type == "custom":
         pads = [(1, 0), (0, 1), (1, 1)][:len(sizes)]
         inputs["pad"] = np.array([p for ba in pads for p in ba], np.int32)
-    got = run_kernel(kind, inputs)
+    got = run_kernel(kind, inputs, opset=16)  # same_lower: iOS16 on
     want = np_pool(x, kind, k, s, pads)
     assert got.dtype == dtype and got.shape == want.shape
     tol = 1e-5 if dtype == np.float32 else 3e-3
@@ -83,11 +83,9 @@ def test_pool(kind, sizes, k, s, pad_type, dtype):
 
 @pytest.mark.parametrize("exclude", [False, True])
 @pytest.mark.parametrize("kind", ["avg_pool", "max_pool", "l2_pool"])
-@pytest.mark.parametrize("sizes, k, s, pads", [((8,), (3,), (2,), [(1, 1)]), ((7, 6), (2, 3), (2, 2), [(1, 0), (0, 2)]),
-                                               ((5, 6, 7), (2, 2, 3), (2, 2, 2), [(0, 0), (1, 1), (0, 1)])])
+@pytest.mark.parametrize("sizes, k, s, pads", [((8,), (3,), (2,), [(1, 1)]), ((7, 6), (2, 3), (2, 2), [(1, 1), (0, 0)]),
+                                               ((5, 4), (3, 2), (3, 3), [(1, 1), (1, 1)])])
 def test_pool_ceil_mode_and_exclude_padding(kind, sizes, k, s, pads, exclude):
-    if kind == "l2_pool" and len(sizes) == 3:  # 1-D and 2-D only: see test_l2_pool_refuses_3d
-        kind = "max_pool"
     x = RNG.uniform(-2, 2, (1, 2, *sizes)).astype(np.float32)
     inputs = {"x": x, "kernel_sizes": np.array(k, np.int32), "strides": np.array(s, np.int32), "pad_type": "custom",
               "pad": np.array([p for ba in pads for p in ba], np.int32), "ceil_mode": np.bool_(True)}
@@ -97,9 +95,18 @@ def test_pool_ceil_mode_and_exclude_padding(kind, sizes, k, s, pads, exclude):
     np.testing.assert_allclose(run_kernel(kind, inputs), want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("x_shape, extra", [((1, 1, 4, 4, 4), {}), ((1, 1, 6), {"pad_type": "same"}),
+                                            ((1, 1, 6), {"pad_type": "custom", "pad": np.array([1, 0], np.int32)})])
+def test_pool_ceil_mode_outside_the_definition_is_refused(x_shape, extra):
+    n = len(x_shape) - 2
+    inputs = {"x": np.ones(x_shape, np.float32), "kernel_sizes": np.array([2] * n, np.int32),
+              "ceil_mode": np.bool_(True), **extra}
+    with pytest.raises(Error, match="avg_pool_0.*ceil_mode"):
+        run_kernel("avg_pool", inputs)
+
+
 @pytest.mark.parametrize("exclude", [False, True])
-@pytest.mark.parametrize("ceil", [False, True])
-@pytest.mark.parametrize("dim", [1, 2, 3])
+@pytest.mark.parametrize("dim, ceil", [(1, False), (2, False), (3, False), (1, True), (2, True)])
 def test_pool_matches_pytorch_symmetric_padding(dim, ceil, exclude):
     # coremltools' op tests compare against PyTorch's pools ("ceil_mode: same as PyTorch's")
     x = torch.randn(2, 3, *(9, 8, 7)[:dim])
@@ -176,5 +183,8 @@ def test_pool_expected_values_of_coremltools_op_tests(kind, n):
 def test_pool_same_lower_expected_values_of_coremltools_op_tests(kind, expected, n):
     shape = (1, 1) + (2,) * n
     x = np.arange(1, np.prod(shape) + 1, dtype=np.float32).reshape(shape)
-    got = run_kernel(kind, {"x": x, "kernel_sizes": np.array([2] * n, np.int32), "pad_type": "same_lower"})
+    inputs = {"x": x, "kernel_sizes": np.array([2] * n, np.int32), "pad_type": "same_lower"}
+    got = run_kernel(kind, inputs, opset=16)  # coremltools' test skips iOS15, which refuses same_lower
     np.testing.assert_allclose(got, np.array(expected[n], np.float32).reshape(shape), rtol=1e-6)
+    with pytest.raises(Error, match=f"{kind}_0.*same_lower"):
+        run_kernel(kind, inputs)

@@ -106,3 +106,10 @@ def test_arg_reduction_iOS17_output_dtype():
 def test_arg_reduction_bad_axis():
     with pytest.raises(Error, match="reduce_argmin_0.*axis -4"):
         run_kernel("reduce_argmin", {"x": np.ones((2, 3, 4), np.float32), "axis": np.int32(-4)})
+
+
+def test_fp16_reduce_l2_norm_of_large_values_does_not_overflow():
+    x = np.full((2, 8), 1000, np.float16)  # squares overflow fp16, the norm (2828) does not
+    got = run_kernel("reduce_l2_norm", {"x": x, "axes": np.array([1], np.int32)})
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got.astype(np.float64), [np.sqrt(8) * 1000] * 2, rtol=1e-3)

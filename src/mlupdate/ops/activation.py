@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -127,6 +128,10 @@ def _prelu(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     if x.dim() not in (3, 4, 5):
         raise op_error(ctx, f"x must have rank 3, 4 or 5 ([B, C, ...]), not {x.dim()}")
     alpha = _per_channel(ctx, inputs, x, "alpha")
+    values = np.asarray(ctx.consts.get("alpha", [0])).reshape(-1)
+    if x.dim() in (3, 5) and np.abs(values - values[0]).max() > 1e-5:
+        raise op_error(ctx, "a rank-3 or rank-5 x needs one alpha value for every channel (the definition's rule); "
+                            "use a rank-4 x for per-channel alphas")
     return torch.where(x > 0, x, alpha * x)
 
 

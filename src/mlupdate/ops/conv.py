@@ -1,8 +1,8 @@
 """conv, conv_transpose, conv_quantized (MIL conv.py).
 
 1-D, 2-D and 3-D. ``pad_type`` defaults to ``valid`` (coremltools' default inputs); ``same`` pads so that
-``d_out = ceil(d_in / stride)`` with the odd pixel after (``same_lower``: before), the rule the neural-network
-layers share (:func:`mlupdate.layers.conv.same_padding`); ``custom`` reads ``pad``
+``d_out = ceil(d_in / stride)`` with the odd pixel after (``same_lower``, from iOS16 on: before), the rule the
+neural-network layers share (:func:`mlupdate.layers.conv.same_padding`); ``custom`` reads ``pad``
 (``[before_0, after_0, before_1, ...]``). Padding is applied explicitly with zeros and the convolution then
 runs unpadded, so asymmetric pads work the same on every backend.
 
@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 
 from mlupdate.layers.conv import same_padding
-from mlupdate.ops import OpContext, register
+from mlupdate.ops import Kernel, OpContext, register
 from mlupdate.ops.elementwise import flag, op_error
 
 PAD_TYPES = ("valid", "same", "same_lower", "custom")
+TRANSPOSED_PAD_TYPES = ("valid", "same", "custom")
 
 
 def spatial_list(ctx: OpContext, param: str, n: int, default: int) -> list[int]:
@@ -67,6 +68,18 @@ def pad_spatial(x: torch.Tensor, pads: list[tuple[int, int]], value: float = 0.0
         return x
     flat = [p for before_after in reversed(pads) for p in before_after]
     return F.pad(x, flat, value=value)
+
+
+def register_padded(name: str, kernel: Kernel) -> None:
+    """Register ``kernel`` from iOS16 on, and from iOS15 a version refusing ``same_lower`` (new in iOS16)."""
+
+    def ios15(ctx: OpContext, inputs: dict[str, Any]) -> Any:
+        if flag(ctx, "pad_type", "valid") == "same_lower":
+            raise op_error(ctx, "pad_type 'same_lower' needs opset iOS16 or later (the program declares iOS15)")
+        return kernel(ctx, inputs)
+
+    register(name)(ios15)
+    register(name, since=16)(kernel)
 
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -117,12 +130,10 @@ def _convolve(ctx: OpContext, x: torch.Tensor, weight: torch.Tensor, inputs: dic
                     stride=strides, dilation=dilations, groups=groups)
 
 
-@register("conv")
 def _conv(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _convolve(ctx, inputs["x"], inputs["weight"], inputs)
 
 
-@register("conv_quantized")
 def _conv_quantized(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x, weight = inputs["x"], inputs["weight"]
     kind = str(flag(ctx, "quantization_type", ""))
@@ -143,12 +154,16 @@ def _conv_quantized(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _convolve(ctx, x, dense, inputs)
 
 
+register_padded("conv", _conv)
+register_padded("conv_quantized", _conv_quantized)
+
+
 def _transposed_crop(ctx: OpContext, full: list[int], sizes: list[int], kernel: list[int], strides: list[int],
                      dilations: list[int]) -> list[tuple[int, int]]:
     """(start, length) of the output window of each spatial axis within the full transposed convolution."""
     pad_type = str(flag(ctx, "pad_type", "valid"))
-    if pad_type not in PAD_TYPES:
-        raise op_error(ctx, f"pad_type '{pad_type}' is not one of {list(PAD_TYPES)}")
+    if pad_type not in TRANSPOSED_PAD_TYPES:
+        raise op_error(ctx, f"pad_type '{pad_type}' is not one of {list(TRANSPOSED_PAD_TYPES)}")
     n = len(sizes)
     if pad_type == "custom":
         pad = [int(v) for v in np.asarray(ctx.const("pad", np.zeros(2 * n))).reshape(-1)]
@@ -161,8 +176,7 @@ def _transposed_crop(ctx: OpContext, full: list[int], sizes: list[int], kernel: 
         crops = []
         for i in range(n):
             total = max((kernel[i] - 1) * dilations[i] + 1 - strides[i], 0)
-            start = total - total // 2 if pad_type == "same_lower" else total // 2
-            crops.append((start, sizes[i] * strides[i]))
+            crops.append((total // 2, sizes[i] * strides[i]))
     shape = ctx.const("output_shape")
     if shape is not None:
         out = [int(v) for v in np.asarray(shape).reshape(-1)]

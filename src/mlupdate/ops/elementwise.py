@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mlupdate.errors import LayerError
-from mlupdate.ops import OpContext, register
+from mlupdate.ops import Kernel, OpContext, register
 
 Fn = Callable[..., torch.Tensor]
 
@@ -81,6 +81,22 @@ def _exp2(x: torch.Tensor) -> torch.Tensor:
     return torch.pow(torch.full_like(x, 2), x)
 
 
+def fp16_in_fp32(kernel: Kernel) -> Kernel:
+    """``kernel``, computing an fp16 ``x`` in fp32 and rounding the result to fp16.
+
+    For ops whose fp16 intermediates would overflow before their result does (e^x in ``sinh``, sums of squares
+    in norms).
+    """
+
+    def wrapped(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
+        x = inputs["x"]
+        if x.dtype != torch.float16:
+            return kernel(ctx, inputs)
+        return kernel(ctx, {**inputs, "x": x.float()}).to(torch.float16)
+
+    return wrapped
+
+
 # hyperbolic functions written with exp/log: the ONNX exporter has no sinh, cosh or atanh
 def _sinh(x: torch.Tensor) -> torch.Tensor:
     return (torch.exp(x) - torch.exp(-x)) * 0.5
@@ -103,8 +119,9 @@ _UNARY: dict[str, Fn] = {
 }
 
 
-def _unary(fn: Fn) -> Callable[[OpContext, dict[str, Any]], torch.Tensor]:
-    return lambda ctx, inputs: fn(inputs["x"])
+def _unary(fn: Fn) -> Kernel:
+    kernel: Kernel = lambda ctx, inputs: fn(inputs["x"])  # noqa: E731
+    return fp16_in_fp32(kernel) if fn in (_sinh, _cosh, _atanh) else kernel
 
 
 for _name, _fn in _UNARY.items():

@@ -6,7 +6,8 @@ and ``beta`` have the shape of ``x`` on ``axes`` (all axes by default) and broad
 batch. ``local_response_norm`` sums squares over ``size`` neighbouring channels (``size // 2`` before,
 ``(size - 1) // 2`` after, zeros past the ends), as PyTorch's ``LocalResponseNorm`` that coremltools' op
 test compares with. From iOS17 on the parameters may have another dtype than ``x``: they are converted to
-``x``'s dtype.
+``x``'s dtype. Instance, layer, L2 and local response norms compute fp16 inputs in fp32 (their sums of squares
+would overflow fp16 long before their results do) and round the result to fp16.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mlupdate.ops import OpContext, register
-from mlupdate.ops.elementwise import axes_of, flag, op_error, param_like
+from mlupdate.ops.elementwise import axes_of, flag, fp16_in_fp32, op_error, param_like
 
 
 def _channel_param(ctx: OpContext, inputs: dict[str, Any], name: str, x: torch.Tensor,
@@ -56,6 +57,7 @@ def _normalize(x: torch.Tensor, dims: tuple[int, ...], eps: Any) -> torch.Tensor
 
 
 @register("instance_norm")
+@fp16_in_fp32
 def _instance_norm(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _rank(ctx, x, 3, 5)
@@ -65,6 +67,7 @@ def _instance_norm(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 
 
 @register("layer_norm")
+@fp16_in_fp32
 def _layer_norm(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     if x.dim() < 1:
@@ -89,6 +92,7 @@ def _layer_norm(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 
 
 @register("l2_norm")
+@fp16_in_fp32
 def _l2_norm(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     if x.dim() < 3:
@@ -98,6 +102,7 @@ def _l2_norm(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 
 
 @register("local_response_norm")
+@fp16_in_fp32
 def _local_response_norm(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _rank(ctx, x, 3, 5)

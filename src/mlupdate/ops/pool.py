@@ -3,11 +3,12 @@
 Every pool pads explicitly and then runs unpadded, so asymmetric pads work the same on every backend:
 ``max_pool`` pads with -inf (padding never wins), ``avg_pool`` and ``l2_pool`` with zeros. Padding follows
 :func:`mlupdate.ops.conv.explicit_pads` (``valid``, ``custom``, ``same``, ``same_lower``; ``valid`` when
-``pad_type`` is absent). ``ceil_mode`` (``valid`` and ``custom`` padding only; ignored with ``same``, whose
-size is fixed) sizes the output with the definition's rule: ``ceil((D_in + pads - K) / S) + 1``, one less when
-the last window would start past ``D_in + pad_before`` and there is padding. Windows that reach past the
-padding are cut there. The average divides by the positions counted: inside the padded extent, or inside
-the input alone with ``exclude_padding_from_average`` (PyTorch's ``count_include_pad`` rules).
+``pad_type`` is absent; ``same_lower`` from iOS16 on). ``ceil_mode`` (1-D and 2-D pools with ``valid`` or
+symmetric ``custom`` padding, as the definition requires) sizes the output with the definition's rule:
+``ceil((D_in + pads - K) / S) + 1``, one less when the last window would start past ``D_in + pad_before`` and
+there is padding. Windows that reach past the padding are cut there. The average divides by the positions
+counted: inside the padded extent, or inside the input alone with ``exclude_padding_from_average`` (PyTorch's
+``count_include_pad`` rules).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mlupdate.ops import OpContext, register
-from mlupdate.ops.conv import explicit_pads, pad_spatial, spatial_list
+from mlupdate.ops import OpContext
+from mlupdate.ops.conv import explicit_pads, pad_spatial, register_padded, spatial_list
 from mlupdate.ops.elementwise import flag, op_error
 
 _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
@@ -40,7 +41,11 @@ def _geometry(ctx: OpContext, x: torch.Tensor, max_spatial: int
     strides = spatial_list(ctx, "strides", n, 1)
     sizes = [int(s) for s in x.shape[2:]]
     pads = explicit_pads(ctx, sizes, kernel, strides, [1] * n)
-    ceil = bool(flag(ctx, "ceil_mode", False)) and str(flag(ctx, "pad_type", "valid")) in ("valid", "custom")
+    ceil = bool(flag(ctx, "ceil_mode", False))
+    if ceil and (n > 2 or str(flag(ctx, "pad_type", "valid")) not in ("valid", "custom")
+                 or any(before != after for before, after in pads)):
+        raise op_error(ctx, "ceil_mode needs a 1-D or 2-D pool with valid or symmetric custom padding (the "
+                            "definition's rule)")
     extra = []
     for size, k, s, (before, after) in zip(sizes, kernel, strides, pads, strict=True):
         span = size + before + after
@@ -85,14 +90,12 @@ def _padded(x: torch.Tensor, pads: list[tuple[int, int]], extra: list[int], valu
     return pad_spatial(x, [(b, a + e) for (b, a), e in zip(pads, extra, strict=True)], value)
 
 
-@register("max_pool")
 def _max_pool(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     kernel, strides, pads, extra = _geometry(ctx, x, 3)
     return _MAX[len(kernel)](_padded(x, pads, extra, float("-inf")), kernel, strides)
 
 
-@register("avg_pool")
 def _avg_pool(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     kernel, strides, pads, extra = _geometry(ctx, x, 3)
@@ -102,8 +105,12 @@ def _avg_pool(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return sums / torch.from_numpy(counts).to(device=x.device, dtype=x.dtype)
 
 
-@register("l2_pool")
 def _l2_pool(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     kernel, strides, pads, extra = _geometry(ctx, x, 2)
     return torch.sqrt(_sum_pool(_padded(x * x, pads, extra, 0.0), kernel, strides))
+
+
+register_padded("max_pool", _max_pool)
+register_padded("avg_pool", _avg_pool)
+register_padded("l2_pool", _l2_pool)

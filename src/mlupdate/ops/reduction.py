@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from mlupdate.ops import OpContext, register
-from mlupdate.ops.elementwise import axes_of, axis_of, flag, op_error
+from mlupdate.ops.elementwise import axes_of, axis_of, flag, fp16_in_fp32, op_error
 
 Reducer = Callable[[torch.Tensor, tuple[int, ...], bool], torch.Tensor]
 
@@ -63,7 +63,9 @@ def _reduction(reduce: Reducer, floating: bool) -> Callable[[OpContext, dict[str
 
 
 for _name, (_reduce, _floating) in _REDUCERS.items():
-    register(_name)(_reduction(_reduce, _floating))
+    _kernel = _reduction(_reduce, _floating)
+    # the sum of squares under the root would overflow fp16 long before the norm does
+    register(_name)(fp16_in_fp32(_kernel) if _name == "reduce_l2_norm" else _kernel)
 
 
 #: ``output_dtype`` of the iOS17 arg-reductions.
