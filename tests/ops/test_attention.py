@@ -74,3 +74,14 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+def test_batch_independence_and_repeatability():
+    q, k, v = (RNG.standard_normal((3, 2, 4, 8)).astype(np.float32) for _ in range(3))
+    together = run_kernel("scaled_dot_product_attention", {"query": q, "key": k, "value": v}, consts=[], opset=18)
+    np.testing.assert_array_equal(together, run_kernel("scaled_dot_product_attention",
+                                                       {"query": q, "key": k, "value": v}, consts=[], opset=18))
+    for b in range(3):
+        alone = run_kernel("scaled_dot_product_attention", {"query": q[b:b + 1], "key": k[b:b + 1],
+                                                            "value": v[b:b + 1]}, consts=[], opset=18)
+        np.testing.assert_allclose(alone[0], together[b], rtol=1e-6, atol=1e-6)

@@ -187,3 +187,27 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", list(NP_MODES))
+@pytest.mark.parametrize("data_rank,indices_rank", [(1, 2), (2, 1), (3, 2), (2, 3), (1, 3)])
+def test_scatter_indices_of_any_rank(mode, data_rank, indices_rank):
+    """coremltools' programmatic scatter test (tf.compat.v1.scatter_* semantics) with distinct indices."""
+    data = rand((6,) + (3,) * (data_rank - 1))
+    ishape = (2,) * indices_rank if indices_rank < 3 else (1, 2, 3)
+    i = RNG.permutation(6)[:int(np.prod(ishape))].reshape(ishape).astype(np.int32)
+    upd = rand(ishape + data.shape[1:])
+    ref = data.copy()
+    for j, at in zip(np.ndindex(*ishape), i.reshape(-1), strict=True):
+        ref[at] = NP_MODES[mode](ref[at], upd[j])
+    out = run_kernel("scatter", {"data": data, "indices": i, "updates": upd, "mode": mode}, consts=["mode"])
+    np.testing.assert_allclose(out, ref, rtol=1e-6)
+
+
+def test_coremltools_scatter_along_axis_example_last_update_wins():
+    data = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)
+    indices = np.array([[1, 0, 1], [1, 1, 0]], dtype=np.int32)
+    updates = np.array([[5, 6, 7], [8, 9, 10]], dtype=np.float32)
+    out = run_kernel("scatter_along_axis", {"data": data, "indices": indices, "updates": updates,
+                                            "axis": np.int32(0), "mode": "update"}, consts=["axis", "mode"])
+    np.testing.assert_array_equal(out, [[1, 6, 10], [8, 9, 7]])

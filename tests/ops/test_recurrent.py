@@ -184,3 +184,19 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["rnn", "gru", "lstm"])
+def test_batch_independence_and_repeatability(op):
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[op]
+    x, h = RNG.standard_normal((S, B, I)).astype(np.float32), RNG.standard_normal((B, H)).astype(np.float32)
+    inputs = {"x": x, "initial_h": h, "weight_ih": RNG.standard_normal((gates * H, I)).astype(np.float32),
+              "weight_hh": RNG.standard_normal((gates * H, H)).astype(np.float32), "output_sequence": True}
+    if op == "lstm":
+        inputs["initial_c"] = RNG.standard_normal((B, H)).astype(np.float32)
+    together = run(op, inputs)
+    np.testing.assert_array_equal(together[0], run(op, inputs)[0])
+    for b in range(B):
+        alone = run(op, {**inputs, "x": x[:, b:b + 1], "initial_h": h[b:b + 1],
+                         **({"initial_c": inputs["initial_c"][b:b + 1]} if op == "lstm" else {})})
+        np.testing.assert_allclose(alone[0][:, 0], together[0][:, b], rtol=1e-5, atol=1e-6)

@@ -125,7 +125,7 @@ def test_resize_ios17_shapes(interp):
     if interp == "LINEAR":
         ref = np_linear(np_linear(x, -2, np_grid(3, 6, "DEFAULT")), -1, np_grid(4, 8, "DEFAULT"))
         np.testing.assert_allclose(out, ref, atol=1e-6)
-    else:
+    else:  # grid i * in / out, nearest pixel with ties to the lower one: an exact 2x repeat
         np.testing.assert_array_equal(out, x.repeat(2, -2).repeat(2, -1))
     out = run_kernel("resize", {"x": x, "shape": np.array([1, 0, 0], np.int32), "resized_dims": np.uint32(2)},
                      opset=17)
@@ -265,3 +265,105 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+def test_crop_resize_and_resample_batch_independence():
+    x = rand((3, 2, 6, 7))
+    boxes = np.array([[0, 0, 5, 6], [1, 2, 4, 4], [0.5, 1, 3, 6]], np.float32)
+    params = {"target_height": np.int32(3), "target_width": np.int32(4)}
+    together = run_kernel("crop_resize", {"x": x, "boxes": boxes, **params}, consts=params, opset=17)
+    coords = RNG.uniform(-1, 1, (3, 4, 5, 2)).astype(np.float32)
+    rs = {"sampling_mode": "bilinear", "padding_mode": "border", "padding_value": np.float32(0),
+          "coordinates_mode": "normalized_minus_one_to_one", "align_corners": False}
+    resampled = run_kernel("resample", {"x": x, "coordinates": coords, **rs}, consts=rs)
+    for b in range(3):
+        alone = run_kernel("crop_resize", {"x": x[b:b + 1], "boxes": boxes[b:b + 1], **params}, consts=params,
+                           opset=17)
+        np.testing.assert_array_equal(alone[0], together[b])
+        alone = run_kernel("resample", {"x": x[b:b + 1], "coordinates": coords[b:b + 1], **rs}, consts=rs)
+        np.testing.assert_allclose(alone[0], resampled[b], atol=1e-6)
+
+
+# --- coremltools' own op tests' expected values (they run against Core ML; none of these is marked xfail) ---
+
+def test_coremltools_upsample_nearest_fractional_scales():
+    x = np.array([1.5, -2.5, 3.5], dtype=np.float32).reshape([1, 1, 1, 3])
+    out = run_kernel("upsample_nearest_neighbor", {"x": x, "scale_factor_height": np.float32(3.17),
+                                                   "scale_factor_width": np.float32(0.67)})
+    np.testing.assert_array_equal(out, np.array([1.5, -2.5] * 3, np.float32).reshape([1, 1, 3, 2]))
+    out = run_kernel("upsample_nearest_neighbor", {"x": x, "scale_factor_height": np.float32(2.0),
+                                                   "scale_factor_width": np.float32(1.12)})
+    np.testing.assert_array_equal(out, np.array([1.5, -2.5, 3.5] * 2, np.float32).reshape([1, 1, 2, 3]))
+
+
+def test_coremltools_resize_ios17():
+    x = np.array([-6.174, 9.371], dtype=np.float32).reshape([1, 1, 1, 2, 1])
+    out = run_kernel("resize", {"x": x, "shape": np.array([1, 1, 3, 2], np.int32), "resized_dims": np.uint32(2),
+                                "interpolation_mode": "NEAREST_NEIGHBOR"}, opset=17)
+    np.testing.assert_array_equal(out, np.array([-6.174, -6.174, 9.371, 9.371, 9.371, 9.371],
+                                                np.float32).reshape([1, 1, 1, 3, 2]))
+    x = np.array([0, 1], dtype=np.float32).reshape([1, 1, 2])
+    out = run_kernel("resize", {"x": x, "shape": np.array([1, 1, 5], np.int32), "resized_dims": np.uint32(1)},
+                     opset=17)
+    np.testing.assert_allclose(out, np.array([0, 0.4, 0.8, 1, 1], np.float32).reshape([1, 1, 5]), atol=1e-6)
+
+
+ROI_X = np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
+
+
+@pytest.mark.parametrize("roi,size,expect", [
+    ([1, 1, 2, 2], 2, [6, 7, 10, 11]),
+    ([1, 1, 2, 2], 4, [6, 6.333333, 6.666666, 7, 7.333333, 7.666666, 8, 8.333333, 8.666666, 9, 9.333333,
+                       9.666666, 10, 10.333333, 10.666666, 11]),
+    ([1, 1, 2, 2], 1, [8.5]),
+    ([0, 0.0, 0.0, 1.0 / 3, 1.0 / 3], 2, [1, 2, 5, 6]),
+    ([2, 2, 1, 1], 2, [11, 10, 7, 6]),
+])
+def test_coremltools_crop_resize(roi, size, expect):
+    params = {"target_height": np.int32(size), "target_width": np.int32(size), "sampling_mode": "ALIGN_CORNERS",
+              "normalized_coordinates": len(roi) == 5}
+    out = run_kernel("crop_resize", {"x": ROI_X, "roi": np.array(roi, np.float32).reshape(1, 1, -1, 1, 1),
+                                     **params}, consts=[*params, "roi"])
+    np.testing.assert_allclose(out.reshape(-1), expect, rtol=1e-5)
+
+
+def test_coremltools_crop_resize_ios17_pad_value():
+    boxes = np.array([[0.1, 0.3, 1.3, 1.0], [0.5, 1.8, 1.0, 0.3], [0.0, 0.4, 0.6, 0.7]], np.float32)
+    params = {"target_height": np.int32(2), "target_width": np.int32(2), "sampling_mode": "ALIGN_CORNERS",
+              "normalized_coordinates": True, "pad_value": np.float32(10)}
+    out = run_kernel("crop_resize", {"x": ROI_X, "boxes": boxes, "box_indices": np.zeros(3, np.int32), **params},
+                     consts=[*params, "boxes", "box_indices"], opset=17)
+    np.testing.assert_allclose(out.reshape(-1), [3.1, 5.2, 10.0, 10.0, 10.0, 7.899, 10.0, 13.9, 2.2, 3.1, 9.4, 10.3],
+                               atol=1e-3)
+
+
+
+RS_X = np.array([11.0, 22.0, 33.0, 44.0], dtype=np.float32).reshape([1, 1, 2, 2])
+RS_COORDS = np.array([-1.0, -2.0, -3.7, -1.0, 0.0, 0.0, 3.5, 1.2], dtype=np.float32).reshape([1, 2, 2, 2])
+
+
+@pytest.mark.parametrize("params,expect", [
+    (("bilinear", "constant", 6.17, "normalized_minus_one_to_one", True), [8.585, 6.17, 27.5, 6.17]),
+    (("nearest", "border", -1.0, "unnormalized", False), [11.0, 11.0, 11.0, 44.0]),
+    (("bilinear", "reflection", -1.0, "normalized_zero_to_one", True), [22.0, 36.3, 11.0, 34.1]),
+    (("nearest", "symmetric", -1.0, "normalized_zero_to_one", False), [22.0, 33.0, 11.0, 33.0]),
+])
+def test_coremltools_resample(params, expect):
+    names = ("sampling_mode", "padding_mode", "padding_value", "coordinates_mode", "align_corners")
+    p = dict(zip(names, params, strict=True))
+    p["padding_value"] = np.float32(p["padding_value"])
+    out = run_kernel("resample", {"x": RS_X, "coordinates": RS_COORDS, **p}, consts=list(p))
+    np.testing.assert_allclose(out.reshape(-1), expect, rtol=1e-4)
+
+
+@pytest.mark.parametrize("size,expect", [
+    ((3, 3), [10.752501, 2.5025, 0.0, 1.9799997, 0.0, 0.0, 0.0, 0.0, 0.0]),
+    ((2, 5), [10.752501, 5.94, 2.5025, 0.44000006, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+])
+def test_coremltools_affine(size, expect):
+    p = {"output_height": np.int32(size[0]), "output_width": np.int32(size[1]), "sampling_mode": "bilinear",
+         "padding_mode": "constant", "padding_value": np.float32(0), "coordinates_mode": "normalized_minus_one_to_one",
+         "align_corners": True}
+    matrix = np.array([-1.0, -2.0, -3.7, -1.0, 3.5, 1.2], dtype=np.float32).reshape([1, 6])
+    out = run_kernel("affine", {"x": RS_X, "transform_matrix": matrix, **p}, consts=list(p))
+    np.testing.assert_allclose(out.reshape(-1), expect, rtol=1e-4, atol=1e-5)

@@ -250,3 +250,13 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+def test_coremltools_space_to_batch_example():
+    x = np.array([[[[1, 2, 3, 4], [5, 6, 7, 8]]], [[[9, 10, 11, 12], [13, 14, 15, 16]]]], np.float32)
+    y = np.array([[[[0, 1, 3]]], [[[0, 9, 11]]], [[[0, 2, 4]]], [[[0, 10, 12]]], [[[0, 5, 7]]], [[[0, 13, 15]]],
+                  [[[0, 6, 8]]], [[[0, 14, 16]]]], np.float32)
+    pads = i32([[0, 0], [2, 0]])
+    np.testing.assert_array_equal(run_kernel("space_to_batch", {"x": x, "block_shape": i32([2, 2]),
+                                                                "paddings": pads}), y)
+    np.testing.assert_array_equal(run_kernel("batch_to_space", {"x": y, "block_shape": i32([2, 2]), "crops": pads}), x)

@@ -281,3 +281,45 @@ def test_exports_to_onnx(case):
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, atol=1e-5)
+
+
+def test_nms_batch_independence_and_repeatability():
+    boxes = np.concatenate([RNG.uniform(0, 10, (3, 8, 2)), RNG.uniform(1, 4, (3, 8, 2))], -1).astype(np.float32)
+    scores = RNG.uniform(0, 1, (3, 8, 2)).astype(np.float32)
+    params = {"iou_threshold": np.float32(0.3), "score_threshold": np.float32(0.2), "max_boxes": np.int32(4)}
+    together = run_kernel("non_maximum_suppression", {"boxes": boxes, "scores": scores, **params}, consts=params)
+    again = run_kernel("non_maximum_suppression", {"boxes": boxes, "scores": scores, **params}, consts=params)
+    for b in range(3):
+        alone = run_kernel("non_maximum_suppression", {"boxes": boxes[b:b + 1], "scores": scores[b:b + 1], **params},
+                           consts=params)
+        for a, t, r in zip(alone, together, again, strict=True):
+            np.testing.assert_array_equal(a[0], t[b])
+            np.testing.assert_array_equal(t, r)
+
+
+def test_registry_covers_every_op_of_these_families_from_its_first_opset():
+    """Every op coremltools registers in these families' definition modules for iOS15-iOS18 has a kernel."""
+    from coremltools.converters.mil.mil.ops.registry import SSAOpRegistry
+
+    from mlupdate.ops import OPS, supported_ops
+
+    families = {"tensor_operation", "tensor_transformation", "scatter_gather", "image_resizing", "recurrent",
+                "transformers", "quantization_ops", "constexpr_ops", "compression"}
+    releases = {"iOS15": 15, "iOS16": 16, "iOS17": 17, "iOS18": 18}
+    first: dict[str, int] = {}
+    for name, versions in SSAOpRegistry.core_ops.items():
+        for cls in versions.values():
+            *_, release, module = cls.__module__.split(".")
+            if module in families and release in releases:
+                first[name] = min(first.get(name, 99), releases[release])
+    supported_ops()
+    assert len(first) == 63
+    assert {name: min(OPS.get(name, {99: None})) for name in first} == first
+
+
+def test_inputs_that_do_not_fit_together_fail_naming_the_op():
+    with pytest.raises(Error, match=r"concat_0.*concat"):
+        run_kernel("concat", {"values": [rand((2, 3)), rand((3, 4))], "axis": np.int32(0)})
+    with pytest.raises(Error, match="non_maximum_suppression"):
+        run_kernel("non_maximum_suppression", {"boxes": rand((1, 6, 4)), "scores": rand((1, 6, 2))},
+                   consts=[])

@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from mlupdate.ops import OpContext, register
-from mlupdate.ops.tensor import op_error
+from mlupdate.ops import OpContext
+from mlupdate.ops.tensor import kernel, op_error
 
 
-@register("scaled_dot_product_attention", since=18)
+@kernel("scaled_dot_product_attention", since=18)
 def _scaled_dot_product_attention(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     q, k, v = inputs["query"], inputs["key"], inputs["value"]
     if q.dim() < 3 or k.dim() != q.dim() or v.dim() != q.dim() or q.shape[-1] != k.shape[-1] \

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlupdate.ops import OpContext, register
+from mlupdate.ops import OpContext
 from mlupdate.ops.quantization import dequantize_values
-from mlupdate.ops.tensor import axis_of, flag, ints_of, op_error, sized
+from mlupdate.ops.tensor import axis_of, flag, ints_of, kernel, op_error, sized
 
 #: output_dtype names of constexpr_cast.
 _CASTS = {"fp32": torch.float32, "fp16": torch.float16}
@@ -30,7 +30,8 @@ _CASTS = {"fp32": torch.float32, "fp16": torch.float16}
 
 def _unpack(ctx: OpContext, packed: torch.Tensor, nbits: int, count: int, what: str) -> np.ndarray:
     """``count`` unsigned ``nbits``-bit values packed LSB first into the bytes of ``packed``."""
-    data = packed.reshape(-1).numpy().view(np.uint8) if packed.dtype == torch.int8 else packed.reshape(-1).numpy()
+    data = packed.reshape(-1).cpu().numpy()
+    data = data.view(np.uint8) if data.dtype == np.int8 else data
     need = math.ceil(nbits * count / 8)
     if data.size < need:
         raise op_error(ctx, f"{what} holds {data.size} bytes; {count} values of {nbits} bits need {need}")
@@ -42,7 +43,7 @@ def _shape(ctx: OpContext, inputs: dict[str, Any]) -> list[int]:
     return sized(ctx, ints_of(ctx, inputs, "shape"))
 
 
-@register("constexpr_affine_dequantize", since=16)
+@kernel("constexpr_affine_dequantize", since=16)
 def _affine_dequantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """``scale * (quantized_data - zero_point)``, scale and zero point scalars or vectors along ``axis``."""
     data = inputs["quantized_data"]
@@ -51,16 +52,16 @@ def _affine_dequantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return dequantize_values(ctx, data, inputs["scale"], inputs.get("zero_point"), axis)
 
 
-@register("constexpr_cast", since=16)
-@register("constexpr_cast", since=18)
+@kernel("constexpr_cast", since=16)
+@kernel("constexpr_cast", since=18)
 def _cast(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    name = str(flag(ctx, "output_dtype", None))
+    name = str(flag(ctx, "output_dtype"))
     if name not in _CASTS:
         raise op_error(ctx, f"output_dtype '{name}' is not one of {', '.join(_CASTS)}")
     return inputs["source_val"].to(_CASTS[name])
 
 
-@register("constexpr_lut_to_dense", since=16)
+@kernel("constexpr_lut_to_dense", since=16)
 def _lut_to_dense(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Packed ``indices`` (``log2(len(lut))`` bits each) into the LUT, reshaped to ``shape``."""
     lut = inputs["lut"].reshape(-1)
@@ -69,7 +70,7 @@ def _lut_to_dense(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         raise op_error(ctx, f"the lut has {size} entries; it must have 2, 4, 16, 64 or 256")
     shape = _shape(ctx, inputs)
     index = _unpack(ctx, inputs["indices"], int(math.log2(size)), math.prod(shape), "indices")
-    return lut[torch.from_numpy(index)].reshape(shape)
+    return lut[torch.from_numpy(index).to(lut.device)].reshape(shape)
 
 
 def _lut_values(ctx: OpContext, indices: torch.Tensor, lut: torch.Tensor, vector_axis: int | None) -> torch.Tensor:
@@ -87,14 +88,14 @@ def _lut_values(ctx: OpContext, indices: torch.Tensor, lut: torch.Tensor, vector
     if vector > 1:
         out_shape[vector_axis] *= vector
     sized(ctx, out_shape)
-    idx = indices.long()
+    idx = indices.long().to(lut.device)
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= palettes):
         raise op_error(ctx, f"an index is outside the lut's {palettes} entries")
-    group = torch.zeros(dims, dtype=torch.long)
+    group = torch.zeros(dims, dtype=torch.long, device=lut.device)
     for dim, (d, g) in enumerate(zip(dims, groups, strict=True)):
         view = [1] * rank
         view[dim] = d
-        group = group * g + (torch.arange(d) // (d // g)).reshape(view)
+        group = group * g + (torch.arange(d, device=lut.device) // (d // g)).reshape(view)
     values = lut.reshape(-1, palettes, vector)[group, idx]  # [*dims, V]
     if vector == 1:
         return values.squeeze(-1)
@@ -105,7 +106,7 @@ def _vector_axis(ctx: OpContext, rank: int) -> int | None:
     return None if ctx.const("vector_axis") is None else axis_of(ctx, rank, "vector_axis", None)
 
 
-@register("constexpr_lut_to_dense", since=18)
+@kernel("constexpr_lut_to_dense", since=18)
 def _lut_to_dense_18(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     indices = inputs["indices"]
     return _lut_values(ctx, indices, inputs["lut"], _vector_axis(ctx, indices.dim()))
@@ -114,16 +115,16 @@ def _lut_to_dense_18(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 def _scatter_mask(ctx: OpContext, nonzero: torch.Tensor, mask: np.ndarray) -> torch.Tensor:
     """A dense tensor of ``mask``'s shape holding ``nonzero`` where the mask is set, zero elsewhere."""
     sized(ctx, list(mask.shape))
-    where = torch.from_numpy(mask != 0)
+    where = torch.from_numpy(mask != 0).to(nonzero.device)
     nonzero = nonzero.reshape(-1)
     if int(where.sum()) != int(nonzero.shape[0]):
         raise op_error(ctx, f"the mask sets {int(where.sum())} bits but {int(nonzero.shape[0])} values are stored")
-    out = torch.zeros(list(mask.shape), dtype=nonzero.dtype)
+    out = torch.zeros(list(mask.shape), dtype=nonzero.dtype, device=nonzero.device)
     out[where] = nonzero
     return out
 
 
-@register("constexpr_sparse_to_dense", since=16)
+@kernel("constexpr_sparse_to_dense", since=16)
 def _sparse_to_dense(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Bit ``i`` of the packed ``mask`` set: element ``i`` is the next of ``nonzero_data``; else 0."""
     shape = _shape(ctx, inputs)
@@ -131,9 +132,9 @@ def _sparse_to_dense(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _scatter_mask(ctx, inputs["nonzero_data"], bits)
 
 
-@register("constexpr_sparse_to_dense", since=18)
+@kernel("constexpr_sparse_to_dense", since=18)
 def _sparse_to_dense_18(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    return _scatter_mask(ctx, inputs["nonzero_data"], inputs["mask"].numpy())
+    return _scatter_mask(ctx, inputs["nonzero_data"], inputs["mask"].cpu().numpy())
 
 
 def _shift_scale(ctx: OpContext, data: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor | None) -> torch.Tensor:
@@ -157,16 +158,16 @@ def _shift_scale(ctx: OpContext, data: torch.Tensor, scale: torch.Tensor, offset
     return blocks(scale) * values
 
 
-@register("constexpr_blockwise_shift_scale", since=18)
+@kernel("constexpr_blockwise_shift_scale", since=18)
 def _blockwise_shift_scale(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _shift_scale(ctx, inputs["data"], inputs["scale"], inputs.get("offset"))
 
 
-@register("constexpr_lut_to_sparse", since=18)
+@kernel("constexpr_lut_to_sparse", since=18)
 def _lut_to_sparse(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """The mask (repeated along ``vector_axis`` for vector LUTs) and the LUT values of the set elements."""
     mask = inputs["indices_mask"]
-    indices = _scatter_mask(ctx, inputs["indices_nonzero_data"].to(torch.uint8), mask.numpy())
+    indices = _scatter_mask(ctx, inputs["indices_nonzero_data"].to(torch.uint8), mask.cpu().numpy())
     axis = _vector_axis(ctx, mask.dim())
     dense = _lut_values(ctx, indices, inputs["lut"], axis)
     vector = int(inputs["lut"].shape[-1])
@@ -174,10 +175,10 @@ def _lut_to_sparse(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor
     return out_mask, dense[out_mask != 0].reshape(-1)
 
 
-@register("constexpr_sparse_blockwise_shift_scale", since=18)
+@kernel("constexpr_sparse_blockwise_shift_scale", since=18)
 def _sparse_blockwise_shift_scale(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """The mask, and ``scale * (data - offset)`` of the set elements (blocks as in the dense layout)."""
     mask = inputs["data_mask"]
-    data = _scatter_mask(ctx, inputs["nonzero_data"], mask.numpy())
+    data = _scatter_mask(ctx, inputs["nonzero_data"], mask.cpu().numpy())
     dense = _shift_scale(ctx, data, inputs["scale"], inputs.get("offset"))
     return mask, dense[mask != 0].reshape(-1)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from mlupdate.layers.indexing import scatter_into
-from mlupdate.ops import OpContext, register
-from mlupdate.ops.tensor import axis_of, flag, op_error
+from mlupdate.ops import OpContext
+from mlupdate.ops.tensor import axis_of, flag, kernel, op_error
 
 _MODES = ("update", "add", "sub", "mul", "div", "max", "min")
 
@@ -54,9 +54,9 @@ def _mode(ctx: OpContext) -> str:
     return mode.upper()
 
 
-@register("gather")
-@register("gather", since=16)
-@register("gather", since=17)
+@kernel("gather")
+@kernel("gather", since=16)
+@kernel("gather", since=17)
 def _gather(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """``out[b, p, i, q] = x[b, p, indices[b, i], q]`` with ``b`` the ``batch_dims`` leading axes."""
     x, indices = inputs["x"], inputs["indices"]
@@ -66,14 +66,16 @@ def _gather(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     if dims[:bd] != ndims[:bd]:
         raise op_error(ctx, f"the first {bd} (batch_dims) axes of x {dims} and indices {ndims} differ")
     idx = _index(ctx, indices, dims[axis])
+    if bd == 0:  # an ONNX Gather (embedding lookups)
+        return x.index_select(axis, idx.reshape(-1)).reshape(dims[:axis] + ndims + dims[axis + 1:])
     b, p, a, q, i = _prod(dims[:bd]), _prod(dims[bd:axis]), dims[axis], _prod(dims[axis + 1:]), _prod(ndims[bd:])
     flat = idx.reshape(b, 1, i, 1).expand(b, p, i, q)
     out = torch.gather(x.reshape(b, p, a, q), 2, flat)
     return out.reshape(dims[:axis] + ndims[bd:] + dims[axis + 1:])
 
 
-@register("gather_along_axis")
-@register("gather_along_axis", since=17)
+@kernel("gather_along_axis")
+@kernel("gather_along_axis", since=17)
 def _gather_along_axis(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x, indices = inputs["x"], inputs["indices"]
     axis = axis_of(ctx, x.dim(), "axis", 0)
@@ -93,9 +95,9 @@ def _nd_offsets(ctx: OpContext, indices: torch.Tensor, lead: list[int], bd: int)
     return sum(c * s for c, s in zip(cols, strides, strict=True))
 
 
-@register("gather_nd")
-@register("gather_nd", since=16)
-@register("gather_nd", since=17)
+@kernel("gather_nd")
+@kernel("gather_nd", since=16)
+@kernel("gather_nd", since=17)
 def _gather_nd(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x, indices = inputs["x"], inputs["indices"]
     dims, ndims = [int(d) for d in x.shape], [int(d) for d in indices.shape]
@@ -110,23 +112,29 @@ def _gather_nd(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return out.reshape(ndims[:-1] + dims[bd + k:])
 
 
-@register("scatter")
-@register("scatter", since=17)
+@kernel("scatter")
+@kernel("scatter", since=17)
 def _scatter(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    data, indices, updates = inputs["data"], inputs["indices"].reshape(-1), inputs["updates"]
+    """Indices of any rank, as tf.scatter_* (coremltools' op tests use them).
+
+    ``updates`` has the shape ``data.shape[:axis] + indices.shape + data.shape[axis + 1:]``.
+    """
+    data, indices, updates = inputs["data"], inputs["indices"], inputs["updates"]
     axis = axis_of(ctx, data.dim(), "axis", 0)
-    want = [int(d) for d in data.shape]
-    want[axis] = int(indices.shape[0])
+    dims = [int(d) for d in data.shape]
+    want = dims[:axis] + [int(d) for d in indices.shape] + dims[axis + 1:]
     if [int(d) for d in updates.shape] != want:
         raise op_error(ctx, f"updates {list(updates.shape)} must have the shape {want}")
+    count = int(indices.numel())
+    updates = updates.reshape(dims[:axis] + [count] + dims[axis + 1:])
     shape = [1] * data.dim()
-    shape[axis] = -1
-    idx = _index(ctx, indices, int(data.shape[axis])).reshape(shape).expand(updates.shape)
+    shape[axis] = count
+    idx = _index(ctx, indices.reshape(-1), dims[axis]).reshape(shape).expand(updates.shape)
     return scatter_into(data, axis, idx, updates, _mode(ctx))
 
 
-@register("scatter_along_axis")
-@register("scatter_along_axis", since=17)
+@kernel("scatter_along_axis")
+@kernel("scatter_along_axis", since=17)
 def _scatter_along_axis(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     data, indices, updates = inputs["data"], inputs["indices"], inputs["updates"]
     axis = axis_of(ctx, data.dim(), "axis", 0)
@@ -136,8 +144,8 @@ def _scatter_along_axis(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return scatter_into(data, axis, _index(ctx, indices, int(data.shape[axis])), updates, _mode(ctx))
 
 
-@register("scatter_nd")
-@register("scatter_nd", since=17)
+@kernel("scatter_nd")
+@kernel("scatter_nd", since=17)
 def _scatter_nd(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     data, indices, updates = inputs["data"], inputs["indices"], inputs["updates"]
     dims, ndims = [int(d) for d in data.shape], [int(d) for d in indices.shape]

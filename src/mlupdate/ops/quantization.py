@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from mlupdate.ops import OpContext, register
-from mlupdate.ops.tensor import axis_of, flag, op_error
+from mlupdate.ops import OpContext
+from mlupdate.ops.tensor import axis_of, flag, kernel, op_error
 
 #: The integer types quantize writes, with their ranges.
 QUANTIZED: dict[str, tuple[torch.dtype, int, int]] = {"int8": (torch.int8, -128, 127),
@@ -46,11 +46,11 @@ def _axis(ctx: OpContext, rank: int) -> int | None:
     return None if ctx.const("axis") is None else axis_of(ctx, rank, "axis", None)
 
 
-@register("quantize", since=17)
+@kernel("quantize", since=17)
 def _quantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """``clip(round(input / scale) + zero_point)``, rounding half to even as numpy's ``around``."""
     x = inputs["input"]
-    name = str(flag(ctx, "output_dtype", None))
+    name = str(flag(ctx, "output_dtype"))
     if name not in QUANTIZED:
         raise op_error(ctx, f"output_dtype '{name}' is not int8 or uint8")
     dtype, low, high = QUANTIZED[name]
@@ -72,7 +72,7 @@ def dequantize_values(ctx: OpContext, data: torch.Tensor, scale: torch.Tensor, z
     return (y * per_axis(ctx, scale, shape, axis, "scale").to(torch.float32)).to(scale.dtype)
 
 
-@register("dequantize", since=17)
+@kernel("dequantize", since=17)
 def _dequantize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["input"]
     return dequantize_values(ctx, x, inputs["scale"], inputs.get("zero_point"), _axis(ctx, x.dim()))

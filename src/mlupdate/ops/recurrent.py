@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlupdate.ops import OpContext, register
-from mlupdate.ops.tensor import flag, op_error
+from mlupdate.ops import OpContext
+from mlupdate.ops.tensor import flag, kernel, op_error
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,8 +76,8 @@ def _outputs(ctx: OpContext, steps: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(steps) if bool(flag(ctx, "output_sequence", False)) else steps[-1][None]
 
 
-@register("rnn")
-@register("rnn", since=17)
+@kernel("rnn")
+@kernel("rnn", since=17)
 def _rnn(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     x, h = inputs["x"], inputs["initial_h"]
     w_ih, w_hh = inputs["weight_ih"].to(x.dtype), inputs["weight_hh"].to(x.dtype)
@@ -93,9 +93,9 @@ def _rnn(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Te
     return _outputs(ctx, steps), h
 
 
-@register("gru")
-@register("gru", since=17)
-@register("gru", since=18)
+@kernel("gru")
+@kernel("gru", since=17)
+@kernel("gru", since=18)
 def _gru(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     x, h = inputs["x"], inputs["initial_h"]
     w_ih, w_hh = inputs["weight_ih"].to(x.dtype), inputs["weight_hh"].to(x.dtype)
@@ -139,8 +139,8 @@ def _lstm_pass(seq: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w_ih: torch.
     return steps, h, c
 
 
-@register("lstm")
-@register("lstm", since=17)
+@kernel("lstm")
+@kernel("lstm", since=17)
 def _lstm(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     x, h, c = inputs["x"], inputs["initial_h"], inputs["initial_c"]
     direction = _direction(ctx, ("forward", "reverse", "bidirectional"))

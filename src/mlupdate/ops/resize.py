@@ -3,8 +3,9 @@
 Sampling grids are the definitions' formulas (``resize_bilinear``'s notes), computed when the op is compiled
 and sampled with the neural-network layers' kernels (``linear_along`` / ``nearest_along``, ``bilinear_crops``),
 so every op exports to ONNX; only ``resize`` with a target shape computed at run time is torch only.
-Nearest-neighbour sampling picks ``floor(i * in / out)`` (the tests' values); with a ``sampling_mode`` other
-than DEFAULT it picks the grid point rounded half up (docs/differences.md).
+The iOS15 nearest-neighbour ops read ``floor(i * in / out)``; iOS17's ``resize`` with ``NEAREST_NEIGHBOR`` reads
+the pixel nearest its ``sampling_mode`` grid point, ties to the lower one (both fit coremltools' op tests;
+docs/differences.md).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from mlupdate.layers.common import linear_along, nearest_along
 from mlupdate.layers.detection import ALIGN, ROI_ALIGN, STRICT_ALIGN, UPSAMPLE, bilinear_crops, sampling_grid
 from mlupdate.layers.resize import sampling_grid as size_grid
 from mlupdate.layers.resize import upsample_grid
-from mlupdate.ops import OpContext, register
-from mlupdate.ops.tensor import flag, ints_of, op_error, sized
+from mlupdate.ops import OpContext
+from mlupdate.ops.tensor import flag, ints_of, kernel, op_error, sized
 
 #: resize_bilinear's sampling modes -> the layers' SamplingMode methods (UNALIGN_CORNERS is separate).
 _MODES = {"STRICT_ALIGN_CORNERS": STRICT_ALIGN, "ALIGN_CORNERS": ALIGN, "DEFAULT": UPSAMPLE,
@@ -48,14 +49,22 @@ def _spatial(ctx: OpContext, x: torch.Tensor, rank: int = 3) -> None:
 
 
 def _resample(x: torch.Tensor, dims: list[int], sizes: list[int], mode: str, linear: bool) -> torch.Tensor:
+    """Resize axes ``dims`` to ``sizes``: linear on ``mode``'s grid, or the pixel nearest its grid points."""
     for dim, n_out in zip(dims, sizes, strict=True):
         n_in = int(x.shape[dim])
         g = grid(n_in, n_out, mode)
         if linear:
             x = linear_along(x, dim, g)
         else:
-            pos = np.floor(np.arange(n_out) * n_in / n_out) if mode == "DEFAULT" else np.floor(g + 0.5)
-            x = nearest_along(x, dim, np.clip(pos, 0, n_in - 1))
+            x = nearest_along(x, dim, np.clip(np.ceil(g - 0.5), 0, n_in - 1))
+    return x
+
+
+def _nearest(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """The iOS15 nearest-neighbour ops: output position ``i`` of an axis reads ``floor(i * in / out)``."""
+    for dim, n_out in zip((x.dim() - 2, x.dim() - 1), sizes, strict=True):
+        n_in = int(x.shape[dim])
+        x = nearest_along(x, dim, np.floor(np.arange(n_out) * n_in / n_out))
     return x
 
 
@@ -69,24 +78,24 @@ def _scaled(ctx: OpContext, x: torch.Tensor) -> list[int]:
     return sized(ctx, [*(int(d) for d in x.shape[:-2]), *sizes])[-2:]
 
 
-@register("upsample_nearest_neighbor")
+@kernel("upsample_nearest_neighbor")
 def _upsample_nearest_neighbor(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _spatial(ctx, x)
-    return _resample(x, [x.dim() - 2, x.dim() - 1], _scaled(ctx, x), "DEFAULT", linear=False)
+    return _nearest(x, _scaled(ctx, x))
 
 
-@register("resize_nearest_neighbor")
+@kernel("resize_nearest_neighbor")
 def _resize_nearest_neighbor(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _spatial(ctx, x)
-    sizes = [int(flag(ctx, "target_size_height", None)), int(flag(ctx, "target_size_width", None))]
+    sizes = [int(flag(ctx, "target_size_height")), int(flag(ctx, "target_size_width"))]
     sized(ctx, [*(int(d) for d in x.shape[:-2]), *sizes])
-    return _resample(x, [x.dim() - 2, x.dim() - 1], sizes, "DEFAULT", linear=False)
+    return _nearest(x, sizes)
 
 
-@register("upsample_bilinear")
-@register("upsample_bilinear", since=16)
+@kernel("upsample_bilinear")
+@kernel("upsample_bilinear", since=16)
 def _upsample_bilinear(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Grids by the recomputed scale ``in / out``; iOS16's ``half_pixel_centers`` defaults to ``!align_corners``."""
     x = inputs["x"]
@@ -99,7 +108,7 @@ def _upsample_bilinear(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _resample(x, [x.dim() - 2, x.dim() - 1], _scaled(ctx, x), mode, linear=True)
 
 
-@register("resize_bilinear")
+@kernel("resize_bilinear")
 def _resize_bilinear(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _spatial(ctx, x)
@@ -108,12 +117,12 @@ def _resize_bilinear(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _resample(x, [x.dim() - 2, x.dim() - 1], sizes, _mode(ctx), linear=True)
 
 
-@register("resize", since=17)
+@kernel("resize", since=17)
 def _resize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """The last ``resized_dims`` axes take their sizes from ``shape`` (right-aligned; 0 keeps x's size)."""
     x = inputs["x"]
     shape = ints_of(ctx, inputs, "shape")
-    r = int(flag(ctx, "resized_dims", None))
+    r = int(flag(ctx, "resized_dims"))
     if not 0 <= r <= min(len(shape), x.dim()):
         raise op_error(ctx, f"resized_dims {r} exceeds the size of shape {shape} or the rank of x")
     dims = list(range(x.dim() - r, x.dim()))
@@ -125,7 +134,7 @@ def _resize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _resample(x, dims, sizes, _mode(ctx), linear=interpolation == "LINEAR")
 
 
-@register("crop")
+@kernel("crop")
 def _crop(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _spatial(ctx, x)
@@ -178,8 +187,8 @@ def _crops(ctx: OpContext, x: torch.Tensor, ids: torch.Tensor, boxes: torch.Tens
     return torch.where(inside, out, torch.full_like(out, pad)).to(x.dtype)
 
 
-@register("crop_resize")
-@register("crop_resize", since=16)
+@kernel("crop_resize")
+@kernel("crop_resize", since=16)
 def _crop_resize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """``roi [N, 1, 4|5, 1, 1]``: ``[N, B, C, Ho, Wo]`` (every image) or ``[N, 1, C, Ho, Wo]`` (indexed)."""
     x, roi = inputs["x"], inputs["roi"]
@@ -190,17 +199,17 @@ def _crop_resize(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     if boxes.shape[1] == 5:
         out = _crops(ctx, x, boxes[:, 0].round().long(), boxes[:, 1:])
         return out[:, None]
-    ids = torch.arange(b).repeat(n)
+    ids = torch.arange(b, device=x.device).repeat(n)
     out = _crops(ctx, x, ids, boxes.repeat_interleave(b, 0))
     return out.reshape(n, b, *out.shape[1:])
 
 
-@register("crop_resize", since=17)
+@kernel("crop_resize", since=17)
 def _crop_resize_17(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """``boxes [N, 4]`` applied to ``x[box_indices]`` (default ``arange(N)``) -> ``[N, C, Ho, Wo]``."""
     boxes = inputs["boxes"]
     ids = inputs.get("box_indices")
-    ids = torch.arange(int(boxes.shape[0])) if ids is None else ids.reshape(-1).long()
+    ids = torch.arange(int(boxes.shape[0]), device=boxes.device) if ids is None else ids.reshape(-1).long()
     return _crops(ctx, inputs["x"], ids, boxes)
 
 
@@ -228,8 +237,8 @@ def _grid_sample(ctx: OpContext, x: torch.Tensor, coords: torch.Tensor) -> torch
     if x.dim() != 4 or coords.dim() != 4 or int(coords.shape[-1]) != 2:
         raise op_error(ctx, f"x must be [B, C, H, W] and coordinates [B, H, W, 2], got {list(x.shape)} and "
                             f"{list(coords.shape)}")
-    sampling, padding = str(flag(ctx, "sampling_mode", None)), str(flag(ctx, "padding_mode", None))
-    mode, align = str(flag(ctx, "coordinates_mode", None)), bool(flag(ctx, "align_corners", None))
+    sampling, padding = str(flag(ctx, "sampling_mode")), str(flag(ctx, "padding_mode"))
+    mode, align = str(flag(ctx, "coordinates_mode")), bool(flag(ctx, "align_corners"))
     checks = ((sampling, ("bilinear", "nearest")), (padding, ("constant", "border", "reflection", "symmetric")),
               (mode, ("unnormalized", "normalized_minus_one_to_one", "normalized_zero_to_one")))
     for value, allowed in checks:
@@ -248,14 +257,14 @@ def _grid_sample(ctx: OpContext, x: torch.Tensor, coords: torch.Tensor) -> torch
     return out.to(x.dtype)
 
 
-@register("resample")
-@register("resample", since=16)
-@register("resample", since=17)
+@kernel("resample")
+@kernel("resample", since=16)
+@kernel("resample", since=17)
 def _resample_op(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _grid_sample(ctx, inputs["x"], inputs["coordinates"])
 
 
-@register("affine")
+@kernel("affine")
 def _affine(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Output positions ``(x, y)`` on the ``[-1, 1]`` grid map to ``(a0 x + a1 y + a2, b0 x + b1 y + b2)``."""
     x, matrix = inputs["x"], inputs["transform_matrix"]
@@ -263,7 +272,7 @@ def _affine(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
                                                                                                        int(x.shape[0])):
         raise op_error(ctx, f"x must be [B, C, H, W] and transform_matrix [B or 1, 6], got {list(x.shape)} and "
                             f"{list(matrix.shape)}")
-    ho, wo = int(flag(ctx, "output_height", None)), int(flag(ctx, "output_width", None))
+    ho, wo = int(flag(ctx, "output_height")), int(flag(ctx, "output_width"))
     sized(ctx, [*(int(d) for d in x.shape[:2]), ho, wo])
     theta = matrix.to(torch.float32).reshape(-1, 1, 2, 3)  # [B or 1, 1, (x', y'), (a, b, c)]
 
@@ -271,6 +280,7 @@ def _affine(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
 
     gx, gy = np.meshgrid(unit(wo), unit(ho))
-    base = torch.from_numpy(np.stack([gx, gy, np.ones_like(gx)], -1).reshape(1, ho * wo, 1, 3).astype(np.float32))
+    base = np.stack([gx, gy, np.ones_like(gx)], -1).reshape(1, ho * wo, 1, 3).astype(np.float32)
+    base = torch.from_numpy(base).to(x.device)
     coords = (base * theta).sum(-1).reshape(-1, ho, wo, 2).expand(int(x.shape[0]), ho, wo, 2)
     return _grid_sample(ctx, x, coords)

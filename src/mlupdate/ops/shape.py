@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from mlupdate.layers.resize import ReorganizeData
-from mlupdate.ops import OpContext, register
-from mlupdate.ops.tensor import axis_of, flag, ints_of, op_error
+from mlupdate.ops import OpContext
+from mlupdate.ops.tensor import axis_of, flag, ints_of, kernel, op_error, required
 
 
 def _axes(ctx: OpContext, rank: int, param: str, default: list[int] | None) -> list[int] | None:
@@ -27,7 +27,7 @@ def _axes(ctx: OpContext, rank: int, param: str, default: list[int] | None) -> l
     return sorted({a % rank for a in axes})
 
 
-@register("reshape")
+@kernel("reshape")
 def _reshape(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     shape = ints_of(ctx, inputs, "shape")
@@ -45,10 +45,10 @@ def _reshape(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return x.reshape(shape)
 
 
-@register("reshape_like", since=16)
+@kernel("reshape_like", since=16)
 def _reshape_like(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     refs = list(inputs["ref_tensors"])
-    begins, ends, masks = (np.asarray(ctx.const(p)).reshape(-1) for p in ("begins", "ends", "end_masks"))
+    begins, ends, masks = (required(ctx, p, len(refs)).reshape(-1) for p in ("begins", "ends", "end_masks"))
     shape: list[int] = []
     for ref, b, e, m in zip(refs, begins, ends, masks, strict=True):
         dims = [int(d) for d in ref.shape]
@@ -58,10 +58,10 @@ def _reshape_like(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return inputs["x"].reshape(shape)
 
 
-@register("expand_dims")
+@kernel("expand_dims")
 def _expand_dims(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
-    axes = [int(a) for a in np.asarray(ctx.const("axes")).reshape(-1)]
+    axes = [int(a) for a in required(ctx, "axes").reshape(-1)]
     rank = x.dim() + len(axes)
     if any(not -rank <= a < rank for a in axes):
         raise op_error(ctx, f"axes {axes} are out of range for the rank-{rank} result")
@@ -71,7 +71,7 @@ def _expand_dims(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return x.reshape(shape)
 
 
-@register("squeeze")
+@kernel("squeeze")
 def _squeeze(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     axes = _axes(ctx, x.dim(), "axes", list(range(x.dim())))
@@ -79,23 +79,23 @@ def _squeeze(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return x.reshape(shape)
 
 
-@register("transpose")
+@kernel("transpose")
 def _transpose(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
-    perm = [int(p) % max(x.dim(), 1) for p in np.asarray(ctx.const("perm")).reshape(-1)]
+    perm = [int(p) % max(x.dim(), 1) for p in required(ctx, "perm", x.dim()).reshape(-1)]
     if sorted(perm) != list(range(x.dim())):
         raise op_error(ctx, f"perm {perm} is not a permutation of the {x.dim()} axes")
     return x.permute(perm)
 
 
-@register("reverse")
+@kernel("reverse")
 def _reverse(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     axes = _axes(ctx, x.dim(), "axes", list(range(x.dim())))
     return torch.flip(x, axes) if axes else x.clone()
 
 
-@register("reverse_sequence")
+@kernel("reverse_sequence")
 def _reverse_sequence(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x, lengths = inputs["x"], inputs["lengths"].long().reshape(-1)
     sd, bd = axis_of(ctx, x.dim(), "seq_axis", 0), axis_of(ctx, x.dim(), "batch_axis", 0)
@@ -156,7 +156,7 @@ def _take(x: torch.Tensor, positions: list[np.ndarray]) -> torch.Tensor:
     return x
 
 
-@register("slice_by_index")
+@kernel("slice_by_index")
 def _slice_by_index(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     positions, squeeze = _slice_index(ctx, inputs, x)
@@ -164,7 +164,7 @@ def _slice_by_index(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return out.reshape([int(d) for i, d in enumerate(out.shape) if i not in squeeze])
 
 
-@register("slice_by_size")
+@kernel("slice_by_size")
 def _slice_by_size(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     begin, size = ints_of(ctx, inputs, "begin"), ints_of(ctx, inputs, "size")
@@ -182,7 +182,7 @@ def _slice_by_size(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return _take(x, positions)
 
 
-@register("slice_update", since=18)
+@kernel("slice_update", since=18)
 def _slice_update(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x, update = inputs["x"], inputs["update"]
     positions, _ = _slice_index(ctx, inputs, x)
@@ -205,34 +205,34 @@ def _block(ctx: OpContext, x: torch.Tensor, param: str, divides: list[int]) -> i
     return b
 
 
-@register("depth_to_space")
+@kernel("depth_to_space")
 def _depth_to_space(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _rank4(ctx, x)
-    b = int(flag(ctx, "block_size", None))
+    b = int(flag(ctx, "block_size"))
     if b < 1 or int(x.shape[1]) % (b * b):
         raise op_error(ctx, f"block_size {b} squared does not divide the {int(x.shape[1])} channels")
     return ReorganizeData(1, b)(x)
 
 
-@register("space_to_depth")
+@kernel("space_to_depth")
 def _space_to_depth(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _rank4(ctx, x)
     return ReorganizeData(0, _block(ctx, x, "block_size", [int(x.shape[2]), int(x.shape[3])]))(x)
 
 
-@register("pixel_shuffle")
+@kernel("pixel_shuffle")
 def _pixel_shuffle(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _rank4(ctx, x)
-    f = int(flag(ctx, "upscale_factor", None))
+    f = int(flag(ctx, "upscale_factor"))
     if f < 1 or int(x.shape[1]) % (f * f):
         raise op_error(ctx, f"upscale_factor {f} squared does not divide the {int(x.shape[1])} channels")
     return torch.nn.functional.pixel_shuffle(x, f)
 
 
-@register("pixel_unshuffle", since=16)
+@kernel("pixel_unshuffle", since=16)
 def _pixel_unshuffle(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     _rank4(ctx, x)
@@ -240,13 +240,13 @@ def _pixel_unshuffle(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return torch.nn.functional.pixel_unshuffle(x, f)
 
 
-@register("space_to_batch")
+@kernel("space_to_batch")
 def _space_to_batch(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """TensorFlow's ``space_to_batch_nd`` on the two spatial axes of ``[n, C, H, W]``."""
     x = inputs["x"]
     _rank4(ctx, x)
-    bh, bw = (int(v) for v in np.asarray(ctx.const("block_shape")).reshape(-1))
-    (pt, pb), (pl, pr) = np.asarray(ctx.const("paddings")).reshape(2, 2).tolist()
+    bh, bw = (int(v) for v in required(ctx, "block_shape", 2).reshape(-1))
+    (pt, pb), (pl, pr) = required(ctx, "paddings", 4).reshape(2, 2).tolist()
     n, c, h, w = (int(d) for d in x.shape)
     h, w = h + pt + pb, w + pl + pr
     if min(bh, bw) < 1 or h % bh or w % bw or min(pt, pb, pl, pr) < 0:
@@ -255,13 +255,13 @@ def _space_to_batch(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return y.permute(3, 5, 0, 1, 2, 4).reshape(n * bh * bw, c, h // bh, w // bw)
 
 
-@register("batch_to_space")
+@kernel("batch_to_space")
 def _batch_to_space(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """TensorFlow's ``batch_to_space_nd`` on the two spatial axes of ``[n, C, H, W]``."""
     x = inputs["x"]
     _rank4(ctx, x)
-    bh, bw = (int(v) for v in np.asarray(ctx.const("block_shape")).reshape(-1))
-    (ct, cb), (cl, cr) = np.asarray(ctx.const("crops")).reshape(2, 2).tolist()
+    bh, bw = (int(v) for v in required(ctx, "block_shape", 2).reshape(-1))
+    (ct, cb), (cl, cr) = required(ctx, "crops", 4).reshape(2, 2).tolist()
     n, c, h, w = (int(d) for d in x.shape)
     if min(bh, bw) < 1 or n % (bh * bw) or min(ct, cb, cl, cr) < 0 or ct + cb > h * bh or cl + cr > w * bw:
         raise op_error(ctx, f"block_shape {[bh, bw]} and crops do not fit the input {list(x.shape)}")
@@ -270,11 +270,11 @@ def _batch_to_space(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return y[:, :, ct:h * bh - cb, cl:w * bw - cr]
 
 
-@register("sliding_windows")
+@kernel("sliding_windows")
 def _sliding_windows(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     d = axis_of(ctx, x.dim(), "axis", None)
-    size, stride = int(flag(ctx, "size", None)), int(flag(ctx, "stride", 1))
+    size, stride = int(flag(ctx, "size")), int(flag(ctx, "stride", 1))
     if size < 1 or stride < 1 or size > int(x.shape[d]):
         raise op_error(ctx, f"size {size} and stride {stride} must be positive, the size at most the length "
                             f"{int(x.shape[d])} of axis {d}")

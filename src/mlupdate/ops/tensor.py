@@ -6,6 +6,8 @@ Also the helpers the families of this package share for reading an op's paramete
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,12 +17,33 @@ import torch.nn.functional as F
 from mlupdate.errors import LayerError
 from mlupdate.layers.common import check_size
 from mlupdate.layers.detection import NonMaximumSuppression
-from mlupdate.ops import OpContext, register
+from mlupdate.ops import Kernel, OpContext, register
 
 
 def op_error(ctx: OpContext, message: str) -> LayerError:
     """An error naming the op (``ctx.name`` and its type) with ``message``."""
     return LayerError(f"Op '{ctx.name}' ({ctx.op_type}): {message}.")
+
+
+def kernel(*names: str, since: int = 15) -> Callable[[Kernel], Kernel]:
+    """Register a kernel like :func:`mlupdate.ops.register`, naming the op in its failures.
+
+    A torch / numpy exception of the kernel (inputs that do not fit together) becomes a :class:`LayerError`
+    naming the op instead of the raw exception.
+    """
+
+    def deco(fn: Kernel) -> Kernel:
+        @functools.wraps(fn)
+        def guarded(ctx: OpContext, inputs: dict[str, Any]) -> Any:
+            try:
+                return fn(ctx, inputs)
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                raise op_error(ctx, str(exc).split("\n")[0]) from exc
+
+        register(*names, since=since)(guarded)
+        return fn
+
+    return deco
 
 
 def axis_of(ctx: OpContext, rank: int, param: str = "axis", default: int | None = 0) -> int:
@@ -43,8 +66,24 @@ def ints_of(ctx: OpContext, inputs: dict[str, Any], param: str) -> list[int]:
     return [int(v) for v in inputs[param].reshape(-1).tolist()]
 
 
-def flag(ctx: OpContext, param: str, default: Any) -> Any:
-    """A scalar constant parameter (bool, number or string) with the definition's default."""
+_REQUIRED: Any = object()
+
+
+def required(ctx: OpContext, param: str, size: int | None = None) -> np.ndarray:
+    """A required constant parameter as a numpy array (of ``size`` values when given)."""
+    value = ctx.const(param)
+    if value is None:
+        raise op_error(ctx, f"the required input '{param}' is missing")
+    value = np.asarray(value)
+    if size is not None and value.size != size:
+        raise op_error(ctx, f"{param} has {value.size} values, expected {size}")
+    return value
+
+
+def flag(ctx: OpContext, param: str, default: Any = _REQUIRED) -> Any:
+    """A scalar constant parameter (bool, number or string); ``default`` when absent, else it is required."""
+    if default is _REQUIRED:
+        return required(ctx, param).reshape(-1)[0].item()
     value = ctx.const(param, default)
     return np.asarray(value).reshape(-1)[0].item() if isinstance(value, np.ndarray) else value
 
@@ -60,12 +99,12 @@ def sized(ctx: OpContext, shape: list[int] | tuple[int, ...]) -> list[int]:
     return list(shape)
 
 
-@register("identity")
+@kernel("identity")
 def _identity(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return inputs["x"].clone()
 
 
-@register("band_part")
+@kernel("band_part")
 def _band_part(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     lower, upper = int(flag(ctx, "lower", -1)), int(flag(ctx, "upper", -1))
@@ -79,7 +118,7 @@ def _band_part(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return torch.where(torch.from_numpy(keep).to(x.device), x, torch.zeros_like(x))
 
 
-@register("cumsum")
+@kernel("cumsum")
 def _cumsum(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     dim = axis_of(ctx, x.dim(), "axis", 0)
@@ -92,30 +131,30 @@ def _cumsum(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return out.flip(dim) if reverse else out
 
 
-def _value(inputs: dict[str, Any], param: str) -> torch.Tensor:
+def _value(inputs: dict[str, Any], param: str, device: torch.device | None = None) -> torch.Tensor:
     value = inputs.get(param)
-    return torch.tensor(0.0) if value is None else value.reshape(())
+    return torch.tensor(0.0, device=device) if value is None else value.reshape(())
 
 
-@register("fill")
+@kernel("fill")
 def _fill(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     shape = sized(ctx, ints_of(ctx, inputs, "shape"))
     value = _value(inputs, "value")
     return value.expand(shape).clone()
 
 
-@register("fill_like", since=16)
+@kernel("fill_like", since=16)
 def _fill_like(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    value = _value(inputs, "value")
-    return value.expand(inputs["ref_tensor"].shape).clone()
+    ref = inputs["ref_tensor"]
+    return _value(inputs, "value", ref.device).expand(ref.shape).clone()
 
 
-@register("shape")
+@kernel("shape")
 def _shape(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
-    return torch.tensor([int(d) for d in inputs["x"].shape], dtype=torch.int32)
+    return torch.tensor([int(d) for d in inputs["x"].shape], dtype=torch.int32, device=inputs["x"].device)
 
 
-@register("range_1d")
+@kernel("range_1d")
 def _range_1d(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Torch only when ``start``, ``end`` or ``step`` is computed at run time (the length depends on them)."""
     vals = {k: inputs[k].reshape(()) for k in ("start", "end", "step")}
@@ -125,22 +164,22 @@ def _range_1d(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         raise op_error(ctx, "step is 0")
     count = max(0, int(np.ceil((end - start) / step)))
     sized(ctx, [count])
-    return (torch.arange(count, dtype=torch.float64) * step + start).to(dtype)
+    return (torch.arange(count, dtype=torch.float64, device=vals["start"].device) * step + start).to(dtype)
 
 
-@register("one_hot")
+@kernel("one_hot")
 def _one_hot(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     indices = inputs["indices"].long()
     size = int(ints_of(ctx, inputs, "one_hot_vector_size")[0])
     dim = axis_of(ctx, indices.dim() + 1, "axis", -1)
-    on = inputs.get("on_value", torch.tensor(1.0)).reshape(())
-    off = inputs.get("off_value", torch.tensor(0.0)).reshape(()).to(on.dtype)
+    on = inputs.get("on_value", torch.tensor(1.0, device=indices.device)).reshape(())
+    off = inputs.get("off_value", torch.tensor(0.0, device=indices.device)).reshape(()).to(on.dtype)
     sized(ctx, [*indices.shape, size])
     hot = (indices.unsqueeze(-1) == torch.arange(size, device=indices.device)).movedim(indices.dim(), dim)
     return torch.where(hot, on, off)
 
 
-@register("pad")
+@kernel("pad")
 def _pad(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     amounts = ints_of(ctx, inputs, "pad")
@@ -179,7 +218,7 @@ def _edge_pad(x: torch.Tensor, amounts: list[int], first: int, mode: str) -> tor
     return x
 
 
-@register("tile")
+@kernel("tile")
 def _tile(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     reps = ints_of(ctx, inputs, "reps")
@@ -201,16 +240,16 @@ def _sort_index(x: torch.Tensor, dim: int, ascending: bool, k: int | None = None
     return order if k is None else order.narrow(dim, 0, k)
 
 
-@register("argsort")
+@kernel("argsort")
 def _argsort(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     dim = axis_of(ctx, x.dim(), "axis", -1)
     return _sort_index(x, dim, bool(flag(ctx, "ascending", False))).to(torch.int32)
 
 
-@register("topk")
-@register("topk", since=16)
-@register("topk", since=17)
+@kernel("topk")
+@kernel("topk", since=16)
+@kernel("topk", since=17)
 def _topk(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     x = inputs["x"]
     dim = axis_of(ctx, x.dim(), "axis", -1)
@@ -227,7 +266,7 @@ def _topk(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     return values, index.to(torch.uint16 if dtype == "uint16" else torch.int32)
 
 
-@register("flatten2d")
+@kernel("flatten2d")
 def _flatten2d(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x = inputs["x"]
     axis = int(flag(ctx, "axis", 1))
@@ -238,7 +277,7 @@ def _flatten2d(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return x.reshape(int(np.prod(dims[:axis], dtype=np.int64)), int(np.prod(dims[axis:], dtype=np.int64)))
 
 
-@register("concat")
+@kernel("concat")
 def _concat(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     values = list(inputs["values"])
     dim = axis_of(ctx, values[0].dim(), "axis", None)
@@ -247,13 +286,13 @@ def _concat(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     return torch.cat([v.to(values[0].dtype) for v in values], dim)
 
 
-@register("stack")
+@kernel("stack")
 def _stack(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     values = list(inputs["values"])
     return torch.stack(values, axis_of(ctx, values[0].dim() + 1, "axis", None))
 
 
-@register("split")
+@kernel("split")
 def _split(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     x = inputs["x"]
     dim = axis_of(ctx, x.dim(), "axis", None)
@@ -271,21 +310,21 @@ def _split(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.split(x, sizes, dim))
 
 
-@register("non_zero")
+@kernel("non_zero")
 def _non_zero(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     """Torch only: the output's length depends on the input's values."""
     return torch.nonzero(inputs["x"]).to(torch.int32)
 
 
-@register("non_maximum_suppression")
+@kernel("non_maximum_suppression")
 def _non_maximum_suppression(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     boxes, scores = inputs["boxes"], inputs["scores"]
-    score = float(flag(ctx, "score_threshold", None))
+    score = float(flag(ctx, "score_threshold"))
     out = _nms(ctx, boxes, scores, score)
     return out[0], out[1], out[2].to(torch.int32), out[3].to(torch.int32)
 
 
-@register("non_maximum_suppression", since=17)
+@kernel("non_maximum_suppression", since=17)
 def _non_maximum_suppression_17(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     """iOS17: boxes ``[n, 4, B]`` and scores ``[n, K, B]``, no score threshold and no count output."""
     boxes, scores = inputs["boxes"].transpose(-1, -2), inputs["scores"].transpose(-1, -2)
@@ -295,8 +334,8 @@ def _non_maximum_suppression_17(ctx: OpContext, inputs: dict[str, Any]) -> tuple
 
 def _nms(ctx: OpContext, boxes: torch.Tensor, scores: torch.Tensor, score: float) -> tuple[torch.Tensor, ...]:
     """The neural-network layer's NMS (same semantics) on ``[n, B, 4]`` boxes, one example of ``n`` batches."""
-    iou = float(flag(ctx, "iou_threshold", None))
-    max_boxes = int(flag(ctx, "max_boxes", None))
+    iou = float(flag(ctx, "iou_threshold"))
+    max_boxes = int(flag(ctx, "max_boxes"))
     per_class = bool(flag(ctx, "per_class_suppression", False))
     if boxes.dim() != 3 or scores.dim() != 3 or boxes.shape[:2] != scores.shape[:2] or boxes.shape[-1] != 4:
         raise op_error(ctx, f"boxes {list(boxes.shape)} and scores {list(scores.shape)} do not describe the "
