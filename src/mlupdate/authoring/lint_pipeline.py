@@ -79,7 +79,8 @@ def _describe(ft: Any) -> str:
     if key[0] == "multiArrayType":
         from mlupdate.spec.io import Model_pb2
 
-        dtype = Model_pb2.ArrayFeatureType.ArrayDataType.Name(key[1])
+        names = dict(Model_pb2.ArrayFeatureType.ArrayDataType.items())
+        dtype = next((n for n, v in names.items() if v == key[1]), f"data type {key[1]}")
         return f"a {dtype} multiarray of shape {list(key[2])}"
     if key[0] == "imageType":
         return f"a {key[1]}x{key[2]} image"
