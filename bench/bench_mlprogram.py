@@ -232,7 +232,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--fresh-repeats", type=int, default=5)
-    p.add_argument("--update-repeats", type=int, default=3)
+    p.add_argument("--update-repeats", type=int, default=5)
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--epochs", type=int, default=5)
     args = p.parse_args()

@@ -186,3 +186,49 @@ def test_demo_in_the_layout_predicts_like_torch_and_updates(tmp_path, pets):
     written = ctx.model.write(tmp_path / "Personal.mlpackage")
     assert (written / "Data/com.apple.CoreML/weights/0-weight.bin").read_bytes() == \
         (path / "Data/com.apple.CoreML/weights/0-weight.bin").read_bytes()
+
+
+class _Skip(nn.Module):
+    """The head also uses a value from before the cut: no single-feature split exists."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.dense = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        return self.dense(h) + x
+
+
+class _Direct(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dense(x)
+
+
+@pytest.mark.parametrize("module, updatable, message", [
+    (_Skip(), ["dense"], "also uses 'x'"),
+    (_Direct(), ["dense"], "no feature extractor"),
+    (SmallNet(), None, "pass updatable"),
+    (SmallNet(), ["features.0", "dense_6"], "takes the model's input directly"),
+])
+def test_layouts_that_cannot_be_split_are_refused(module, updatable, message):
+    example = torch.rand(1, 4) if not isinstance(module, SmallNet) else torch.rand(1, 3, SIZE, SIZE)
+    with pytest.raises(mlupdate.ConversionError, match=message):
+        mlupdate.convert(module, example, updatable=updatable, format="mlpackage")
+
+
+def test_split_keeps_the_module_and_its_names():
+    from mlupdate.authoring.split_torch import split_module
+
+    net = small_net()
+    extractor, head, first = split_module(net, ["dense_5", "dense_6"])
+    x = torch.rand(3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        np.testing.assert_array_equal(head(extractor(x)).numpy(), net(x).numpy())
+        np.testing.assert_array_equal(extractor(x).numpy(), net.features(x).numpy())
+    assert first == "dense_5" and {"dense_5", "dense_6"} <= {n for n, _ in head.named_modules()}
