@@ -281,3 +281,13 @@ def _renamed_input(spec, name):
                 if binding.name == old:
                     binding.name = name
     return spec
+
+
+def test_a_folder_that_is_not_a_package_is_never_replaced(tmp_path):
+    model = mlupdate.load(save_layout(tmp_path / "Layout.mlpackage", _weights()))
+    folder = tmp_path / "Mine.mlpackage"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(mlupdate.ModelFileError, match="not a package"):
+        model.write(folder)
+    assert (folder / "notes.txt").read_text() == "keep me"

@@ -75,6 +75,9 @@ def write_model(spec: ModelSpec, path: str | os.PathLike[str], weights_from: Pat
             raise ModelFileError(f"Cannot write {dest}: the model holds an ML Program, whose weights live in a "
                                  f"package. Write it as {dest.with_suffix(PACKAGE_SUFFIX).name} instead.")
         return write_spec(spec, dest)
+    if dest.is_dir() and not is_package(dest):
+        raise ModelFileError(f"Cannot write the package to {dest}: it is a folder but not a package (no "
+                             "Manifest.json), which writing would replace. Choose another path.")
     if needs and weights_from is None:
         raise ModelFileError(f"Cannot write {dest}: the model's ML Program keeps weights in {needs[0]}, but the "
                              "model was not read from a package, so they are unknown. Load it from its "
