@@ -81,6 +81,10 @@ def convert(torch_module: torch.nn.Module, example_input: torch.Tensor, *,
                                   "updatable=[...] (for a plain ML Program use coremltools.convert).")
         from mlupdate.authoring.convert_pipeline import FEATURES, convert_pipeline
 
+        if FEATURES in (output_name, predicted_feature_name):
+            raise ConversionError(f"'{FEATURES}' names the extractor's output in the mlpackage layout; give the "
+                                  "model's outputs other names.")
+
         def make_head(head: torch.nn.Module, features: torch.Tensor) -> Model:
             return convert(head, features, class_labels=class_labels, updatable=updatable, loss=loss,
                            optimizer=optimizer, epochs=epochs, shuffle=shuffle, seed=seed, input_name=FEATURES,
