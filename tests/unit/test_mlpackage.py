@@ -195,3 +195,13 @@ def test_program_input_over_the_array_limit_is_refused(copy: Path) -> None:
     write_spec(spec, copy / "Data" / "com.apple.CoreML" / "model.mlmodel")
     with pytest.raises(SpecError, match="limit"):
         mlupdate.load(copy)
+
+
+def test_lint_reads_the_package_weights(package: Path) -> None:
+    assert mlupdate.lint(package) == []
+    assert mlupdate.lint(mlupdate.load(package)) == []
+
+
+def test_a_spec_without_its_file_cannot_find_blob_weights(package: Path) -> None:
+    with pytest.raises(SpecError, match="by path"):
+        mlupdate.Model(read_spec(package))

@@ -279,12 +279,31 @@ def test_name_used_before_defined_is_a_spec_error(two_ops: Path) -> None:
         mlupdate.load(_edit(two_ops, swap))
 
 
-def test_unknown_op_is_refused_by_name(two_ops: Path) -> None:
+def test_unknown_op_is_a_spec_error_naming_it(two_ops: Path) -> None:
     def rename(block):
         _ops(block, "mul")[0].type = "frobnicate"
 
-    with pytest.raises(UnsupportedModelError, match="frobnicate"):
+    with pytest.raises(SpecError, match="'frobnicate', which is not an op of MIL"):
         mlupdate.load(_edit(two_ops, rename))
+
+
+def test_op_of_a_later_opset_is_refused_by_name(two_ops: Path) -> None:
+    def later(block):  # read_state exists from iOS18 on; this program's opset is iOS15
+        _ops(block, "mul")[0].type = "read_state"
+
+    with pytest.raises(UnsupportedModelError, match="read_state"):
+        mlupdate.load(_edit(two_ops, later))
+
+
+def test_constant_unlike_its_declared_type_is_a_spec_error(two_ops: Path) -> None:
+    def reshape(block):
+        const = next(op for op in block.operations if op.type == "const" and op.outputs[0].type.tensorType.rank == 0
+                     and op.outputs[0].type.tensorType.dataType == 11)  # an fp32 scalar
+        const.outputs[0].type.tensorType.rank = 1
+        const.outputs[0].type.tensorType.dimensions.add().constant.size = 3
+
+    with pytest.raises(SpecError, match="declare"):
+        mlupdate.load(_edit(two_ops, reshape))
 
 
 def test_wrong_arity_is_a_spec_error(two_ops: Path) -> None:

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from mlupdate.errors import Error, LayerError, SpecError
-from mlupdate.ops import OPSETS, OpContext, kernel_for
+from mlupdate.ops import OPSETS, REFUSED, OpContext, kernel_for, supported_ops
 from mlupdate.ops.precision import EXACT_OPS, held_tensor, hold
-from mlupdate.spec.mil import OtherType, TensorType, decode_value, value_type
+from mlupdate.spec.mil import OtherType, TensorType, decode_value, function_names, value_type
 from mlupdate.spec.package import Weights
 
 #: Input parameters that take several bindings (``TupleInputType`` in coremltools' op definitions).
@@ -70,11 +70,6 @@ class Block:
     inputs: tuple[str, ...]
     ops: list[Op]
     outputs: tuple[str, ...]
-
-
-def function_names(program: Any) -> list[str]:
-    """The functions of a ``Program`` message, ``main`` first."""
-    return sorted(program.functions, key=lambda n: (n != "main", n))
 
 
 class ProgramModule(nn.Module):
@@ -172,6 +167,9 @@ class ProgramModule(nn.Module):
         ctx = OpContext(op.type, name=name, opset=self.opset, consts=consts, attrs=attrs,
                         out_types=tuple(_out_type(t) for t in types),
                         dynamic=frozenset(inputs) - frozenset(consts))
+        if op.type not in _known_ops():
+            raise SpecError(f"Op '{name}' is of type '{op.type}', which is not an op of MIL's opsets iOS15 to iOS18: "
+                            "the program is damaged or was written by a newer Core ML. Save it again with coremltools.")
         kernel = kernel_for(op.type, self.opset, name)
         blocks = ()
         if op.blocks:
@@ -204,13 +202,19 @@ class ProgramModule(nn.Module):
     def _slot(self, value: Any) -> int:
         if not isinstance(value, np.ndarray) or value.dtype.kind in "OUS":
             return -1
-        self._tensors.append(torch.from_numpy(np.array(value, order="C")))  # a copy; 0-d stays 0-d
+        shared = value if value.flags.c_contiguous and value.flags.writeable else np.array(value, order="C")
+        self._tensors.append(torch.from_numpy(shared))  # the buffer shares the constant's memory
         return len(self._tensors) - 1
 
     # -- running -------------------------------------------------------------------------------
     def forward(self, *args: Any) -> tuple[Any, ...]:
         env: dict[str, Any] = dict(zip(self.input_names, args, strict=True))
         return run_block(self.block, env, list(self._buffers.values()))
+
+
+def _known_ops() -> set[str]:
+    """Every MIL op name the registry runs or refuses with a reason."""
+    return set(supported_ops()) | set(REFUSED)
 
 
 def run_block(block: Block, env: dict[str, Any], consts: list[Any]) -> tuple[Any, ...]:

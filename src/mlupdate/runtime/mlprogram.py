@@ -22,7 +22,7 @@ from mlupdate.errors import ExportError, FeatureError, SpecError
 from mlupdate.features.arrays import check_array
 from mlupdate.spec.description import Description, FeatureDescription
 from mlupdate.spec.limits import MAX_ARRAY_ELEMENTS_ENV, max_array_elements
-from mlupdate.spec.mil import TensorType, classifier_of, value_type
+from mlupdate.spec.mil import TensorType, classifier_of, function_of, value_type
 from mlupdate.spec.package import Weights
 
 #: Declared MIL dtype -> numpy dtype of the arrays fed to the compiled program (fp16 held in float32).
@@ -30,11 +30,6 @@ _FEED = {"float16": np.float32, "float32": np.float32, "float64": np.float64, "i
          "int16": np.int16, "int64": np.int64, "uint8": np.uint8, "bool": np.bool_}
 #: Multiarray output dtypes as Core ML returns them.
 _OUT = {"float16": np.float16, "float32": np.float32, "float64": np.float64, "int32": np.int32, "int8": np.int8}
-
-
-def function_of(spec: Any) -> str:
-    """The function a spec runs: its ``defaultFunctionName``, else ``main``."""
-    return spec.description.defaultFunctionName or "main"
 
 
 def weights_digest(folder: Path | None) -> str:
@@ -173,19 +168,21 @@ class MLProgram:
             from mlupdate.runtime.executors import TorchExecutor
 
             gpu = compute_units != "cpu_only" and executor != "onnxruntime" and torch.cuda.is_available()
-            self.executor = TorchExecutor(_Stateful(module), "cuda" if gpu else "cpu", threads)
+            self.executor = TorchExecutor(_stateful(module), "cuda" if gpu else "cpu", threads)
             samples += list(self.make_state().values.values())
         else:
-            self.executor = make_executor(_Graph(module), samples, compute_units, False, self.key, executor, (),
+            self.executor = make_executor(_graph(module), samples, compute_units, False, self.key, executor, (),
                                           exportable, threads)
         if self.executor.name == "torch" and not module.has_blocks:
             self.executor.run(samples)  # a dry run: ops that do not fit their inputs fail at load (loops may not end)
+        elif self.executor.name == "onnxruntime":
+            self._module = None  # onnxruntime holds the weights now; a failure to diagnose compiles it again
 
     def _diagnose(self, arrays: list[np.ndarray]) -> None:
         """Re-run the inputs onnxruntime failed on in torch, which names the failing op."""
         from mlupdate.runtime.executors import TorchExecutor
 
-        TorchExecutor(_Graph(self.module)).run(arrays)
+        TorchExecutor(_graph(self.module)).run(arrays)
 
     def sample_inputs(self) -> list[np.ndarray]:
         """Zero inputs of the declared shapes and feed dtypes (for the export and its dry run)."""
@@ -279,13 +276,15 @@ def _declared(arr: np.ndarray, fd: FeatureDescription) -> Any:
     return arr.astype(dtype) if dtype is not None and fd.type == "multiArray" else arr
 
 
-def _Graph(module: Any) -> Any:  # noqa: N802 - builds the torch wrapper lazily (keeps torch off the warm path)
+def _graph(module: Any) -> Any:
+    """The stateless torch wrapper of a compiled function (imported here: torch stays off the warm path)."""
     from mlupdate.runtime.program_graph import ProgramGraph
 
     return ProgramGraph(module)
 
 
-def _Stateful(module: Any) -> Any:  # noqa: N802
+def _stateful(module: Any) -> Any:
+    """The stateful torch wrapper of a compiled function."""
     from mlupdate.runtime.program_graph import StatefulGraph
 
     return StatefulGraph(module)

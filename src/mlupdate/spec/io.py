@@ -237,13 +237,14 @@ def copy_spec(spec: ModelSpec) -> ModelSpec:
 
 
 def folder_of(model_or_path: Any) -> Path | None:
-    """The folder a model was read from (where its linked models are looked for); None for a bare spec.
+    """The folder a model was read from; None for a bare spec.
 
-    For an ``.mlpackage`` that is the folder of its spec file, what ``@model_path`` means (its ML Program
-    weights are read from there; :func:`mlupdate.spec.package.model_dir`).
+    Linked models and an ML Program's weights are looked for from there (inside a package: its spec's folder).
     """
-    path = model_or_path if isinstance(model_or_path, str | os.PathLike) else getattr(model_or_path, "path", None)
-    return model_dir(path) if isinstance(path, str | os.PathLike) else None  # a path, or an mlupdate.Model's
+    if isinstance(model_or_path, str | os.PathLike):
+        return model_dir(model_or_path)
+    path = getattr(model_or_path, "path", None)  # an mlupdate.Model (or a coremltools MLModel's package path)
+    return model_dir(path) if isinstance(path, str | os.PathLike) else None
 
 
 def resolve_spec(model_or_path: Any) -> ModelSpec:

@@ -178,6 +178,16 @@ def select_function(spec: Any, name: str | None) -> Any:
     return spec
 
 
+def function_names(program: Any) -> list[str]:
+    """The functions of a ``Program`` message, ``main`` first."""
+    return sorted(program.functions, key=lambda n: (n != "main", n))
+
+
+def function_of(spec: Any) -> str:
+    """The function a spec runs: its ``defaultFunctionName``, else ``main``."""
+    return spec.description.defaultFunctionName or "main"
+
+
 def check_program(spec: Any, where: str = "The model") -> None:
     """Check what can be checked of an ML Program without compiling it: its function, opset and interface.
 
@@ -186,7 +196,7 @@ def check_program(spec: Any, where: str = "The model") -> None:
             or a model without inputs.
     """
     program = spec.mlProgram
-    name = spec.description.defaultFunctionName or "main"
+    name = function_of(spec)
     if name not in program.functions:
         raise SpecError(f"{where} is an ML Program without a function '{name}' (it has {sorted(program.functions)}). "
                         "Save the model again with coremltools, or pass function_name.")
@@ -200,7 +210,7 @@ def check_program(spec: Any, where: str = "The model") -> None:
 def program_summary(spec: Any) -> dict[str, Any]:
     """The functions of an ML Program with their opset, inputs, outputs and op counts (nested blocks included)."""
     functions = []
-    for name in sorted(spec.mlProgram.functions, key=lambda n: (n != "main", n)):
+    for name in function_names(spec.mlProgram):
         fn = spec.mlProgram.functions[name]
         counts: dict[str, int] = {}
         block = fn.block_specializations.get(fn.opset)
@@ -209,7 +219,7 @@ def program_summary(spec: Any) -> dict[str, Any]:
         functions.append({"name": name, "opset": fn.opset, "inputs": [i.name for i in fn.inputs],
                           "outputs": list(block.outputs) if block is not None else [],
                           "ops": dict(sorted(counts.items()))})
-    return {"default_function": spec.description.defaultFunctionName or "main", "functions": functions}
+    return {"default_function": function_of(spec), "functions": functions}
 
 
 def _count_ops(block: Any, counts: dict[str, int]) -> None:
