@@ -169,6 +169,8 @@ def test_binary_ops_smoke_values_of_coremltools_op_test():
 @pytest.mark.parametrize("op", sorted(BINARY))
 def test_binary_int32(op):
     x = RNG.integers(-9, 10, (2, 3, 4)).astype(np.int32)
+    if op in ("real_div", "floor_div", "mod"):  # int32 extremes stay exact (the kernels divide in float64)
+        x[0, 0, :2] = [2**31 - 1, -(2**31)]
     y = RNG.integers(1, 4, (3, 1)).astype(np.int32) * RNG.choice([-1, 1], (3, 1)).astype(np.int32)
     if op == "pow":
         y = np.abs(y)
@@ -176,6 +178,12 @@ def test_binary_int32(op):
     want = np.trunc(x / y) if op == "real_div" else BINARY[op](x, y)  # int real_div: x / y cast to int32
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, want.astype(np.int32))
+
+
+@pytest.mark.parametrize("op", ["real_div", "floor_div", "mod"])
+def test_int32_division_by_zero_does_not_stop_the_process(op):
+    got = run_kernel(op, {"x": np.array([5, -5, 7], np.int32), "y": np.array([0, 0, 2], np.int32)}, consts=[])
+    assert got.dtype == np.int32 and got[2] == {"real_div": 3, "floor_div": 3, "mod": 1}[op]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])

@@ -83,6 +83,7 @@ CASES: list[tuple[str, dict, dict]] = [
     ("instance_norm", {"x": f(2, 3, 4, 5)}, {"gamma": f(3)}),
     ("layer_norm", {"x": f(2, 3, 4, 5)}, {"axes": ints(1, 3), "gamma": f(3, 5)}),
     ("l2_norm", {"x": f(2, 3, 4, 5)}, {}), ("local_response_norm", {"x": f(2, 6, 4, 5)}, {"size": np.int32(3)}),
+    ("matmul", {"x": i32(2, 3, 4), "y": i32(4, 5)}, {}), ("linear", {"x": i32(2, 4)}, {"weight": i32(5, 4)}),
 ]
 
 

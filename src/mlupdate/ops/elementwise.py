@@ -1,12 +1,14 @@
 """Elementwise unary and binary ops, select, clip, cast (MIL elementwise_unary.py, elementwise_binary.py).
 
 Also the helpers the families of this package share for reading an op's parameters (:func:`flag`,
-:func:`axis_of`, :func:`axes_of`, :func:`param_like`) and for naming the op in errors (:func:`op_error`).
+:func:`axis_of`, :func:`axes_of`, :func:`param_like`), for naming the op in errors (:func:`op_error`) and for
+computing fp16 inputs in fp32 (:func:`fp16_in_fp32`).
 
 Binary ops broadcast as numpy does. Comparisons and logical ops return bool tensors (MIL's ``bool``).
 ``real_div`` of two int32 tensors returns int32, truncated toward zero (coremltools' op test casts
 ``x / y`` to int32); ``floor_div`` rounds toward negative infinity and ``mod`` takes the sign of the divisor
-(Python's ``%``, what coremltools' value inference uses) for every dtype.
+(Python's ``%``, what coremltools' value inference uses) for every dtype. An int32 division by zero gives an
+unspecified value instead of stopping the process.
 """
 
 from __future__ import annotations
@@ -194,15 +196,30 @@ register("cast")(_cast_with(CAST_DTYPES))
 register("cast", since=17)(_cast_with(CAST_DTYPES_17))
 
 
+# Integer division goes through float64 (exact for int32 operands): integer division by zero traps in torch and
+# in onnxruntime, and would end the process; through floats it gives an unspecified value, as Core ML documents none.
 def _real_div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if x.dtype.is_floating_point:
         return x / y
-    return torch.div(x, y, rounding_mode="trunc")
+    return (x.double() / y.double()).to(x.dtype)  # the cast truncates toward zero
+
+
+def _floor_div(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if x.dtype.is_floating_point:
+        return torch.div(x, y, rounding_mode="floor")
+    return torch.floor(x.double() / y.double()).to(x.dtype)
+
+
+def _mod(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if x.dtype.is_floating_point:
+        return torch.remainder(x, y)
+    xd, yd = x.double(), y.double()
+    return (xd - torch.floor(xd / yd) * yd).to(x.dtype)
 
 
 _BINARY: dict[str, Fn] = {
     "add": torch.add, "sub": torch.sub, "mul": torch.mul, "real_div": _real_div,
-    "floor_div": lambda x, y: torch.div(x, y, rounding_mode="floor"), "mod": torch.remainder, "pow": torch.pow,
+    "floor_div": _floor_div, "mod": _mod, "pow": torch.pow,
     "maximum": torch.maximum, "minimum": torch.minimum,
     "equal": torch.eq, "not_equal": torch.ne, "greater": torch.gt, "greater_equal": torch.ge, "less": torch.lt,
     "less_equal": torch.le,

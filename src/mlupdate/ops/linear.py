@@ -18,6 +18,13 @@ from mlupdate.ops import OpContext, register
 from mlupdate.ops.elementwise import flag, op_error
 
 
+def _matmul_any(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x @ y``; int32 operands are multiplied in float64 (exact below 2^53; CUDA has no integer matmul)."""
+    if x.dtype.is_floating_point:
+        return torch.matmul(x, y)
+    return torch.matmul(x.double(), y.double()).to(x.dtype)
+
+
 @register("linear")
 def _linear(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x, weight = inputs["x"], inputs["weight"]
@@ -26,7 +33,7 @@ def _linear(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
         raise op_error(ctx, f"weight has shape {list(weight.shape)}; it must be [D_out, D_in] with D_in = "
                             f"{x.shape[-1]} (the last axis of x)")
-    out = torch.matmul(x, weight.to(device=x.device, dtype=x.dtype).t())
+    out = _matmul_any(x, weight.to(device=x.device, dtype=x.dtype).t())
     if "bias" in inputs:
         bias = inputs["bias"]
         if bias.shape != (weight.shape[0],):
@@ -57,7 +64,7 @@ def _matmul(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
         torch.broadcast_shapes(x.shape[:-2], y.shape[:-2])
     except RuntimeError:
         raise op_error(ctx, f"the batch axes of x {list(x.shape)} and y {list(y.shape)} do not broadcast") from None
-    return torch.matmul(x, y)
+    return _matmul_any(x, y)
 
 
 def _letters(equation: str) -> tuple[list[int], list[int], list[int]]:
