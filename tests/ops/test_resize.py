@@ -367,3 +367,22 @@ def test_coremltools_affine(size, expect):
     matrix = np.array([-1.0, -2.0, -3.7, -1.0, 3.5, 1.2], dtype=np.float32).reshape([1, 6])
     out = run_kernel("affine", {"x": RS_X, "transform_matrix": matrix, **p}, consts=list(p))
     np.testing.assert_allclose(out.reshape(-1), expect, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("align,half,expect", [
+    (True, False, [1.0, 1.2, 1.4, 1.6, 1.8, 2.0]),
+    (False, True, [1.0, 1.0, 1.33334, 1.66667, 2.0, 2.0]),
+    (False, None, [1.0, 1.0, 1.33334, 1.66667, 2.0, 2.0]),
+    (False, False, [1.0, 1.33334, 1.66667, 2.0, 2.0, 2.0]),
+])
+def test_coremltools_upsample_bilinear(align, half, expect):
+    x = np.array([1, 2], dtype=np.float32).reshape(1, 1, 1, 2)
+    p = {"scale_factor_height": np.int32(2), "scale_factor_width": np.int32(3), "align_corners": align}
+    if half is not None:
+        p["half_pixel_centers"] = half
+    np.testing.assert_allclose(run_kernel("upsample_bilinear", {"x": x, **p}, opset=16).reshape(-1), expect * 2,
+                               rtol=1e-5)
+    x = np.array([0, 1], dtype=np.float32).reshape(1, 1, 2)
+    out = run_kernel("upsample_bilinear", {"x": x, "scale_factor_height": np.float32(1.0),
+                                           "scale_factor_width": np.float32(2.6), "align_corners": False})
+    np.testing.assert_allclose(out.reshape(-1), [0, 0.1, 0.5, 0.9, 1], atol=1e-6)

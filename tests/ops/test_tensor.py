@@ -323,3 +323,11 @@ def test_inputs_that_do_not_fit_together_fail_naming_the_op():
     with pytest.raises(Error, match="non_maximum_suppression"):
         run_kernel("non_maximum_suppression", {"boxes": rand((1, 6, 4)), "scores": rand((1, 6, 2))},
                    consts=[])
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_coremltools_topk_ios16_sort_false_keeps_the_sorted_order(sort):
+    val = np.array([[-1.0, 2.0, -3.0], [4.0, -5.0, 6.0]], dtype=np.float32)
+    values, indices = run_kernel("topk", {"x": val, "k": np.int32(2), "axis": np.int32(1), "sort": sort}, opset=16)
+    np.testing.assert_array_equal(values, [[2.0, -1.0], [6.0, 4.0]])
+    np.testing.assert_array_equal(indices, [[1, 0], [2, 0]])

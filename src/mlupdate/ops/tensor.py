@@ -258,7 +258,7 @@ def _topk(ctx: OpContext, inputs: dict[str, Any]) -> tuple[torch.Tensor, ...]:
     if not 0 < k <= size:
         raise op_error(ctx, f"k {k} is outside [1, {size}], the size of axis {dim}")
     index = _sort_index(x, dim, bool(flag(ctx, "ascending", False)), k)
-    # sort=False (iOS16) leaves the order open; the sorted order is one Core ML may give (docs/differences.md).
+    # sort=False (iOS16) keeps the sorted order, as coremltools' op test expects of Core ML.
     values = torch.gather(x, dim, index)
     if ctx.opset >= 16 and not bool(flag(ctx, "return_indices", True)):
         return (values,)
