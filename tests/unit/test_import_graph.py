@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # The public API: what mlupdate/__init__ exports (and the task's parameter checks), dispatching through kinds/.
     ("mlupdate", "mlupdate.runtime.model", "mlupdate.update.task", "mlupdate.update.parameters",
      "mlupdate.authoring.lint", "mlupdate.authoring.updatable", "mlupdate.authoring.convert_torch",
+     "mlupdate.authoring.convert_pipeline",
      "mlupdate.authoring.keras_h5", "mlupdate.authoring.knn"),
     ("mlupdate.federated", "mlupdate.demo"),
     ("mlupdate.cli", "mlupdate.web", "mlupdate.__main__"),

@@ -345,6 +345,9 @@ def _pipeline(updatable=True):
     knn = pipe.models.add()
     knn.CopyFrom(_knn())
     knn.isUpdatable = updatable
+    knn.description.input[0].name = "probs"  # the extractor's output feeds the k-NN (Core ML checks the names)
+    knn.description.input[0].type.CopyFrom(extractor.description.output[0].type)
+    knn.description.trainingInput[0].CopyFrom(knn.description.input[0])
     spec.description.input.extend(extractor.description.input)  # a pipeline declares its own interface
     spec.description.output.extend(knn.description.output)
     spec.description.predictedFeatureName = knn.description.predictedFeatureName

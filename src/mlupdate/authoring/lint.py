@@ -42,7 +42,7 @@ def lint(model_or_path: str | os.PathLike[str] | Any, errors_only: bool = False,
     spec = resolve_spec(model_or_path)
     refused = _load_problem(spec, Path(folder) if folder is not None else folder_of(model_or_path))
     try:
-        problems = lint_model(spec, "", errors_only)
+        problems = lint_model(spec, "", errors_only, folder_of(model_or_path))
     except Error:
         if refused is None:
             raise

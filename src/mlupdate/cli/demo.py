@@ -28,6 +28,10 @@ def add_parser(sub: Any) -> None:
                                    "present.")
     p.add_argument("--samples", type=Path, default=None,
                    help="a folder of photos for the gallery (default: ../shared/data/pets if present)")
+    p.add_argument("--layout", choices=("mlmodel", "mlpackage"), default="mlmodel",
+                   help="mlmodel: one updatable neural network (default); mlpackage: Apple's recommended updatable "
+                        "layout, the backbone as an ML Program extractor and the dense layers as an updatable "
+                        "network, in one .mlpackage")
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -47,5 +51,8 @@ def run(args: argparse.Namespace) -> int:
           "are cats. Show it some, correct it, press Train.")
     if samples is None:
         print("(No sample photos found; choose your own, or pass --samples DIR.)")
-    return serve(None, args.data_dir or default_data_dir(None), samples, args.host, args.port, args.max_upload_mb,
-                 allow_hosts=args.allow_host)
+    data_dir = args.data_dir or default_data_dir(None)
+    if args.layout == "mlpackage" and args.data_dir is None:  # its personalised models are packages
+        data_dir = data_dir.with_name("demo-mlpackage")
+    return serve(None, data_dir, samples, args.host, args.port, args.max_upload_mb,
+                 allow_hosts=args.allow_host, demo_layout=args.layout)

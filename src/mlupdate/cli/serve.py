@@ -86,8 +86,12 @@ def log_actions() -> None:
 
 
 def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, port: int,
-          max_upload_mb: float = 10, title: str = "Cat or Dog?", allow_hosts: list[str] | None = None) -> int:
-    """Build the app and run it under uvicorn until interrupted."""
+          max_upload_mb: float = 10, title: str = "Cat or Dog?", allow_hosts: list[str] | None = None,
+          demo_layout: str = "mlmodel") -> int:
+    """Build the app and run it under uvicorn until interrupted.
+
+    ``model`` None serves the demo model, in ``demo_layout`` (``mlmodel`` or ``mlpackage``).
+    """
     import mlupdate
     from mlupdate.extras import require
 
@@ -102,7 +106,7 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
         if model is None:
             from mlupdate.demo import demo_model_path
 
-            model = demo_model_path(progress=True)
+            model = demo_model_path(progress=True, layout=demo_layout)
         hosts = [*(allow_hosts or []), *([] if host in ("0.0.0.0", "::") else [host])]
         if host in ("0.0.0.0", "::"):
             hosts += [socket.gethostname(), socket.getfqdn()]
@@ -126,8 +130,11 @@ def run(args: argparse.Namespace) -> int:
     model = args.model
     if model is not None and not model.is_file():
         import mlupdate
+        from mlupdate.spec.package import is_package
 
-        raise mlupdate.ModelFileError(f"No model file at {model}: check the path (or leave it out for the demo).")
+        if not is_package(model):
+            raise mlupdate.ModelFileError(f"No model file at {model}: check the path (or leave it out for the "
+                                          "demo).")
     title = "Cat or Dog?" if model is None else model.stem
     data_dir = args.data_dir or default_data_dir(model)
     return serve(model, data_dir, args.samples, args.host, args.port, args.max_upload_mb, title, args.allow_host)

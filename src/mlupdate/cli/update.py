@@ -19,9 +19,10 @@ def add_parser(sub: Any) -> None:
                                    "an array input), or a CSV: rows of path,label (paths relative to the CSV's "
                                    "folder; images or .npy files), or, for an array input, rows of the array's "
                                    "values followed by the label. MODEL is never modified.")
-    p.add_argument("model", help="the updatable .mlmodel")
+    p.add_argument("model", help="the updatable .mlmodel (or .mlpackage)")
     p.add_argument("data", help="folder of <label>/<file> files, or a CSV (path,label or values...,label)")
-    p.add_argument("--out", required=True, help="where to write the updated .mlmodel (atomically)")
+    p.add_argument("--out", required=True, help="where to write the updated model (atomically; an .mlpackage for a "
+                                                "model holding an ML Program)")
     p.add_argument("--epochs", type=int, help="override the model's epochs")
     p.add_argument("--learning-rate", type=float, help="override the model's learning rate")
     p.add_argument("--batch-size", type=int, help="override the model's mini-batch size")
@@ -154,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
                                    ("mini_batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
     losses: list[float] = []
     bar = _Bar()
-    task = mlupdate.UpdateTask(spec, data, parameters=overrides, progress_handlers=mlupdate.ProgressHandlers(
+    # by path, so a package's ML Program weights (and linked models) are found beside the spec
+    task = mlupdate.UpdateTask(args.model, data, parameters=overrides, progress_handlers=mlupdate.ProgressHandlers(
         {"training_begin", "mini_batch_end", "epoch_end"}, lambda ctx: bar.update(ctx, losses)))
     if args.dry_run:
         n = task.validate()

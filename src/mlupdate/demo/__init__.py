@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -55,11 +56,14 @@ def demo_info() -> dict[str, Any]:
         return json.loads(str(z["meta"]))
 
 
-def build_demo_model(step: Callable[[str], None] | None = None) -> Any:
+def build_demo_model(step: Callable[[str], None] | None = None, layout: str = "mlmodel") -> Any:
     """Convert the demo network to an updatable Core ML classifier (an :class:`mlupdate.Model`; ~1 minute).
 
     Args:
         step: Called with the name of each stage as it starts (for a progress bar), or None.
+        layout: ``mlmodel`` (one updatable neural network) or ``mlpackage`` (Apple's recommended updatable
+            layout: the backbone as an ML Program feature extractor, the two dense layers as an updatable
+            neural network, in one pipeline).
 
     Returns:
         The model: input ``image`` (RGB 224x224, ImageNet normalisation as the image scaler), classes
@@ -89,6 +93,7 @@ def build_demo_model(step: Callable[[str], None] | None = None) -> Any:
                                    mini_batch_size=int(info["mini_batch_size"])),
             epochs=int(info["epochs"]),
             output_name="classLabelProbs",
+            format=layout,
         )
     spec = model.spec
     md = spec.description.metadata
@@ -101,7 +106,13 @@ def build_demo_model(step: Callable[[str], None] | None = None) -> Any:
     md.userDefined["mlupdate.demo.cat_as_dog"] = info["cat_as_dog"]
     md.userDefined["mlupdate.demo.dog_as_cat"] = info["dog_as_cat"]
     spec.description.input[0].shortDescription = "A photo of a cat or a dog (224x224 RGB, centre-cropped)"
-    return mlupdate.Model(spec)
+    described = mlupdate.Model(spec, path=model.path)  # a package's weights stay where convert put them
+    weakref.finalize(described, _keep_alive, model)  # ... in a folder that lives as long as ``model``
+    return described
+
+
+def _keep_alive(_: Any) -> None:
+    """Nothing: holds its argument until the object it is registered on is collected."""
 
 
 def _cache_key() -> str:
@@ -112,9 +123,10 @@ def _cache_key() -> str:
     return h.hexdigest()[:12]
 
 
-def demo_model_file(data_dir: str | os.PathLike[str] | None = None) -> Path:
+def demo_model_file(data_dir: str | os.PathLike[str] | None = None, layout: str = "mlmodel") -> Path:
     """Where :func:`demo_model_path` keeps the demo model (whether or not it has been assembled yet)."""
-    return (Path(data_dir) if data_dir is not None else user_data_dir()) / "demo" / f"CatDog-{_cache_key()}.mlmodel"
+    folder = (Path(data_dir) if data_dir is not None else user_data_dir()) / "demo"
+    return folder / f"CatDog-{_cache_key()}.{'mlpackage' if layout == 'mlpackage' else 'mlmodel'}"
 
 
 @contextlib.contextmanager
@@ -142,24 +154,26 @@ def _assembly_steps(show: bool, total: int) -> Iterator[Callable[[str], None]]:
         bar.close()
 
 
-def demo_model_path(data_dir: str | os.PathLike[str] | None = None, progress: bool = False) -> Path:
-    """The demo ``.mlmodel``, assembled and cached on first use.
+def demo_model_path(data_dir: str | os.PathLike[str] | None = None, progress: bool = False,
+                    layout: str = "mlmodel") -> Path:
+    """The demo ``.mlmodel`` (or ``.mlpackage`` with ``layout="mlpackage"``), assembled and cached on first use.
 
     Args:
         data_dir: Folder for the cache (default :func:`user_data_dir`); the model goes to
             ``<data_dir>/demo/CatDog-<hash>.mlmodel``, the hash covering the head weights and mlupdate's version.
         progress: Show one progress bar on stderr while assembling (the converters' own output is hidden
             either way).
+        layout: ``mlmodel`` or ``mlpackage`` (see :func:`build_demo_model`).
 
     Returns:
         Path of the cached model (written atomically, so an interrupted first run leaves no broken file).
     """
-    path = demo_model_file(data_dir)
-    if path.is_file():
+    path = demo_model_file(data_dir, layout)
+    if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with _assembly_steps(progress, total=3) as step:
-        model = build_demo_model(step)
+        model = build_demo_model(step, layout)
         step("writing")
         model.write(path)
     return path

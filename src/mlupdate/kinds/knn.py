@@ -7,6 +7,7 @@ examples are appended to the samples); lint: Core ML's k-NN validator rules (:fu
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mlupdate.kinds.registry import Build, Kind, UpdateRequest, register
@@ -33,7 +34,7 @@ def _stage_update(spec: Any, request: UpdateRequest, pipeline: Any,
     return KNNUpdate(spec, request.values, list(request.examples), lambda: [f[name] for f in features()])
 
 
-def _lint(spec: Any, errors_only: bool) -> list[Any]:
+def _lint(spec: Any, errors_only: bool, folder: Path | None) -> list[Any]:
     return knn_problems(spec)
 
 

@@ -140,7 +140,7 @@ class LinkedProgram:
         return [{k: r[k] for k in self.outputs if k in r} for r in results]
 
 
-def _lint(spec: Any, errors_only: bool) -> list[Any]:
+def _lint(spec: Any, errors_only: bool, folder: Path | None) -> list[Any]:
     from mlupdate.authoring.lint_rules import Problem  # torch: lint_rules runs networks
 
     link = spec.linkedModel

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mlupdate.kinds.registry import KINDS
@@ -9,13 +10,14 @@ from mlupdate.spec.model_types import UPDATABLE_SPEC_VERSION
 from mlupdate.spec.validate import declared_size_problems, nonfinite_weights
 
 
-def lint_model(spec: Any, where: str = "", errors_only: bool = False) -> list[Any]:
+def lint_model(spec: Any, where: str = "", errors_only: bool = False, folder: Path | None = None) -> list[Any]:
     """Core ML's rules for ``spec`` (a model or a pipeline's stage ``where``), unsorted.
 
     Args:
         spec: The model.
         where: Prefixed to each message (``pipeline model 1``); empty for the model itself.
         errors_only: Skip the rules that can only warn (the scan of every weight for NaN or infinity).
+        folder: The folder the model was read from (a package's model folder, holding its ML Program weights).
     """
     from mlupdate.authoring.lint_rules import Problem  # torch: lint_rules runs networks
 
@@ -39,7 +41,7 @@ def lint_model(spec: Any, where: str = "", errors_only: bool = False) -> list[An
                                                         f"Set specificationVersion = {UPDATABLE_SPEC_VERSION} "
                                                         "(make-updatable does)."))
     if kind is not None and kind.lint is not None:
-        out += kind.lint(spec, errors_only)
+        out += kind.lint(spec, errors_only, folder)
     return prefixed(out, where)
 
 

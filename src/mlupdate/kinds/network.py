@@ -8,6 +8,7 @@ when a network is built: they bring torch, which a load from the compiled-model 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from mlupdate.errors import SpecError
@@ -45,7 +46,7 @@ def _stage_update(spec: Any, request: UpdateRequest, pipeline: Any,
                              request.frozen_cache, features)
 
 
-def _lint(spec: Any, errors_only: bool) -> list[Any]:
+def _lint(spec: Any, errors_only: bool, folder: Path | None) -> list[Any]:
     from mlupdate.authoring.lint_rules import Problem, network_problems  # torch: the rules run the network
 
     nn = network_of(spec)

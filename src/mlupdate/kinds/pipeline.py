@@ -8,6 +8,7 @@ then each stage's own.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from mlupdate.errors import NotUpdatableError, SpecError
@@ -81,12 +82,13 @@ def _update(spec: Any, request: UpdateRequest) -> Any:
                           request.crop_and_scale, last_job)
 
 
-def _lint(spec: Any, errors_only: bool) -> list[Any]:
+def _lint(spec: Any, errors_only: bool, folder: Path | None) -> list[Any]:
+    from mlupdate.authoring.lint_pipeline import interface_problems, program_stage_problems  # torch, as below
     from mlupdate.authoring.lint_rules import Problem  # torch: lint_rules runs networks
 
     pipe = pipeline_of(spec)
     models = list(pipe.models)
-    out: list[Any] = []
+    out = interface_problems(spec, models) + program_stage_problems(spec, models, folder)
     if pipe.names:
         if len(pipe.names) != len(models):
             out.append(Problem("error", "pipeline-names", f"The pipeline names {len(pipe.names)} models but holds "
@@ -113,7 +115,7 @@ def _lint(spec: Any, errors_only: bool) -> list[Any]:
                                                                   "not; mark the pipeline updatable (with "
                                                                   "specification version 4) or clear the flag."))
     for i, sub in enumerate(models):
-        found = lint_model(sub, f"pipeline model {i}", errors_only)
+        found = lint_model(sub, f"pipeline model {i}", errors_only, folder)
         # A non-updatable feature extractor is expected in a pipeline: drop its "not updatable" notice.
         out += [p for p in found if not (p.rule == "not-updatable" and i < len(models) - 1)]
     return out

@@ -71,7 +71,8 @@ class Kind:
         stage_update: ``stage_update(spec, request, pipeline, features)`` -> the update job of the type as the
             last model of ``pipeline``, trained on ``features()`` (the examples with the earlier stages'
             outputs); None for a type a pipeline cannot end in when it is updated.
-        lint: ``lint(spec, errors_only)`` -> the type's lint problems (the shared rules run for every type).
+        lint: ``lint(spec, errors_only, folder)`` -> the type's lint problems (the shared rules run for every
+            type); ``folder`` is where the model was read from (None for a bare spec).
         summary: ``summary(spec)`` -> what ``inspect`` adds for the type.
         parameters: ``parameters(spec)`` -> the update parameters the model declares, by name (None: none).
         refusal: Why mlupdate does not run the type, and what to use instead (None: it runs).
@@ -85,7 +86,7 @@ class Kind:
     check: Callable[[Any, str], None] | None = None
     update: Callable[[Any, UpdateRequest], Any] | None = None
     stage_update: Callable[[Any, UpdateRequest, Any, Callable[[], list[dict[str, Any]]]], Any] | None = None
-    lint: Callable[[Any, bool], list[Any]] | None = None
+    lint: Callable[[Any, bool, Path | None], list[Any]] | None = None
     summary: Callable[[Any], dict[str, Any]] | None = None
     parameters: Callable[[Any], dict[str, Any]] | None = None
     refusal: str | None = None

@@ -7,16 +7,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlupdate.errors import FeatureError, ModelFileError
+from mlupdate.errors import FeatureError
 from mlupdate.kinds import Build, build_program, update_parameters
 from mlupdate.kinds.linked import LinkContext
 from mlupdate.models.columns import arrays_of, given_columns, on_columns, stack_values
 from mlupdate.runtime.cache import content_key
 from mlupdate.runtime.execution import Execution, check_crop_and_scale
 from mlupdate.spec.description import Description
-from mlupdate.spec.io import ModelSpec, copy_spec, read_spec, resolve_spec, write_spec
+from mlupdate.spec.io import ModelSpec, copy_spec, folder_of, read_spec, resolve_spec
+from mlupdate.spec.layout import write_model
 from mlupdate.spec.mil import select_function
-from mlupdate.spec.package import model_dir, write_package
+from mlupdate.spec.package import model_dir
 from mlupdate.spec.params import ParameterDescription
 
 
@@ -163,13 +164,14 @@ class Model:
 
     # -- writing -------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model as a ``.mlmodel`` file (an ML Program as an ``.mlpackage`` folder), atomically."""
-        if self._spec.WhichOneof("Type") == "mlProgram":  # ML Programs (issue 17)
-            if Path(path).suffix == ".mlmodel":
-                raise ModelFileError(f"An ML Program is written as an .mlpackage folder (it keeps its weights beside "
-                                     f"the spec): write to {Path(path).with_suffix('.mlpackage')} instead.")
-            return write_package(self._spec, path, model_dir(self.path) if self.path is not None else None)
-        return write_spec(self._spec, path)
+        """Write the model atomically, as a ``.mlmodel`` file or an ``.mlpackage`` folder.
+
+        A ``.mlmodel`` is written to a temp file, fsynced and renamed; a package (``path`` ends in
+        ``.mlpackage`` or is one) is assembled in a temp folder beside it and swapped in. A model
+        holding an ML Program (alone or as a pipeline stage) is written as a package only, with its weights
+        copied byte for byte from the package it was read from.
+        """
+        return write_model(self._spec, path, folder_of(self))
 
     save = write
 

@@ -22,7 +22,8 @@ from mlupdate.authoring.lint import lint
 from mlupdate.errors import Error, NotUpdatableError, ParameterError, UpdateError
 from mlupdate.kinds import UpdateRequest, update_job
 from mlupdate.runtime.model import Model
-from mlupdate.spec.io import folder_of, resolve_spec, write_spec
+from mlupdate.spec.io import folder_of, resolve_spec
+from mlupdate.spec.layout import program_stages, write_model
 from mlupdate.update import parameters as params
 from mlupdate.update.data import as_examples
 
@@ -93,7 +94,8 @@ class UpdateContext:
         with self._lock:
             if self._model is None:
                 t = self.task
-                self._model = Model(spec, compute_units=t.compute_units, crop_and_scale=t.crop_and_scale)
+                self._model = Model(spec, compute_units=t.compute_units, crop_and_scale=t.crop_and_scale,
+                                    path=t.weights_path)
             return self._model
 
     @property
@@ -102,7 +104,10 @@ class UpdateContext:
         return self.task.error
 
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model as of this event to a ``.mlmodel`` file atomically, without compiling it.
+        """Write the model as of this event atomically, without compiling it.
+
+        A ``.mlmodel`` file, or an ``.mlpackage`` folder when ``path`` ends so or is one (a model with an ML
+        Program stage is written as a package only; its weights are copied unchanged from the source package).
 
         Raises:
             UpdateError: If the task failed or was cancelled (there is no model).
@@ -110,7 +115,7 @@ class UpdateContext:
         spec = self.spec
         if spec is None:
             raise UpdateError("The update failed or was cancelled, so there is no updated model to write.")
-        return write_spec(spec, path)
+        return write_model(spec, path, folder_of(self.task.weights_path))
 
     def __repr__(self) -> str:
         return f"<UpdateContext event={self.event} metrics={self.metrics}>"
@@ -167,6 +172,9 @@ class UpdateTask:
         spec = resolve_spec(model_or_path)
         folder = folder_of(model_or_path)
         refuse_invalid(spec, folder)
+        #: Where the model's ML Program stages keep their weights (the source package), or None.
+        path = model_or_path if isinstance(model_or_path, str | os.PathLike) else getattr(model_or_path, "path", None)
+        self.weights_path = Path(path) if program_stages(spec) and isinstance(path, str | os.PathLike) else None
         units = getattr(model_or_path, "compute_units", "all") if isinstance(model_or_path, Model) else "all"
         crop = getattr(model_or_path, "crop_and_scale", "center_crop") if isinstance(model_or_path, Model) \
             else "center_crop"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from fastapi.responses import FileResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 import mlupdate
@@ -174,16 +178,25 @@ async def train_events(request: Request, last_event_id: Annotated[int | None, He
 
 
 @router.get("/model/download", response_class=FileResponse, responses={**E404, **E422},
-            summary="Download the personalised .mlmodel")
+            summary="Download the personalised model (.mlmodel, or a zipped .mlpackage)")
 def download(request: Request, original: bool = False) -> Any:
     """The personalised model file (or the original with `?original=true`), to use in an app with Core ML."""
     svc = service(request)
     if original:
-        return FileResponse(svc.model_path, media_type="application/octet-stream", filename=svc.model_path.name)
-    if svc.personalized_path is None or not svc.personalized_path.is_file():
+        return _model_file(svc.model_path, svc.model_path.name)
+    if svc.personalized_path is None or not svc.personalized_path.exists():
         raise AppError(404, "There is no personalised model yet: add examples and Train first.")
-    name = f"{svc.model_path.stem}-personalized.mlmodel"
-    return FileResponse(svc.personalized_path, media_type="application/octet-stream", filename=name)
+    return _model_file(svc.personalized_path, f"{svc.model_path.stem}-personalized{svc.model_path.suffix}")
+
+
+def _model_file(path: Path, name: str) -> Any:
+    """A model file as a download; a package folder (``.mlpackage``) as a zip of it, removed once sent."""
+    if not path.is_dir():
+        return FileResponse(path, media_type="application/octet-stream", filename=name)
+    tmp = Path(tempfile.mkdtemp(prefix="mlupdate-download-"))
+    archive = shutil.make_archive(str(tmp / name), "zip", root_dir=path.parent, base_dir=path.name)
+    return FileResponse(archive, media_type="application/zip", filename=f"{name}.zip",
+                        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
 
 
 @router.post("/reset", response_model=ResetOut, responses={**E403, **E409}, summary="Go back to the original model")

@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 
 import mlupdate
 from mlupdate.web.jobs import TrainingJob
-from mlupdate.web.store import Example, Store
+from mlupdate.web.store import Example, Store, remove_model_file
 
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -64,7 +64,13 @@ def plural(n: int, word: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The digest of a model file, or of every file of a package folder (names and bytes)."""
+    if not path.is_dir():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
 
 
 class AppService:
@@ -326,7 +332,7 @@ class AppService:
                 raise ctx.task.error
             job.emit("saving")
             model = ctx.model
-            path = self.store.new_model_path()
+            path = self.store.new_model_path(".mlpackage" if self.model_path.is_dir() else ".mlmodel")
             model.write(path)  # a new, immutable file; the commit below makes it current
             info = {"base_sha256": self.base_sha, "trained": time.time(), "photos": len(job.examples),
                     "losses": job.losses, "trainings": (self.info or {}).get("trainings", 0) + 1}
@@ -334,7 +340,7 @@ class AppService:
             self.model, self.personalized_path, self.info, self.warning = model, path, info, None
         except Exception as exc:  # noqa: BLE001 - reported to the page; the server keeps running
             if path is not None and path != self.personalized_path:
-                path.unlink(missing_ok=True)
+                remove_model_file(path)
             job.error = (full_message(self.data_dir, "the trained model could not be saved")
                          if disk_full(exc) else str(exc) or type(exc).__name__)
             log.info("Training failed: %s", job.error)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -118,7 +119,7 @@ class Store:
         gone = [p for p in self.examples_dir.iterdir() if p.name not in keep]
         gone += [p for p in self.models_dir.iterdir() if p.name not in model]
         for p in gone:
-            p.unlink(missing_ok=True)
+            remove_model_file(p)
         return gone
 
     # -- examples ----------------------------------------------------------------------------------
@@ -175,9 +176,9 @@ class Store:
             row = self._db.execute("SELECT file, info FROM model").fetchone()
         return (self.models_dir / row[0], json.loads(row[1])) if row else None
 
-    def new_model_path(self) -> Path:
-        """A fresh file name for the next personalised model (in ``models/``)."""
-        return self.models_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}.mlmodel"
+    def new_model_path(self, suffix: str = ".mlmodel") -> Path:
+        """A fresh name for the next personalised model (in ``models/``): a ``.mlmodel`` or ``.mlpackage``."""
+        return self.models_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}{suffix}"
 
     def commit_training(self, model_file: Path, info: dict[str, Any], used: list[str]) -> None:
         """In one transaction: make ``model_file`` current with ``info`` and drop the ``used`` examples."""
@@ -194,7 +195,7 @@ class Store:
         for f in files:
             (self.examples_dir / f).unlink(missing_ok=True)
         if old and old[0] != model_file.name:
-            (self.models_dir / old[0]).unlink(missing_ok=True)
+            remove_model_file(self.models_dir / old[0])
 
     def reset(self) -> bool:
         """Forget the personalised model (and delete its file); returns whether there was one."""
@@ -202,5 +203,13 @@ class Store:
             old = self._db.execute("SELECT file FROM model").fetchone()
             self._db.execute("DELETE FROM model")
         if old:
-            (self.models_dir / old[0]).unlink(missing_ok=True)
+            remove_model_file(self.models_dir / old[0])
         return old is not None
+
+
+def remove_model_file(path: Path) -> None:
+    """Delete a model file, or a package folder (a ``.mlpackage``); nothing when it is gone already."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
