@@ -66,3 +66,12 @@ def run_exported(op_type: str, inputs: dict[str, Any], dynamic: Sequence[str] = 
     ref = Op()(*args)
     ref = ref if isinstance(ref, tuple) else (ref,)
     return tuple(got), tuple(r.numpy() for r in ref)
+
+
+def assert_exports(op_type: str, inputs: dict[str, Any], dynamic: Sequence[str], opset: int = 15,
+                   atol: float = 1e-5) -> None:
+    """The op exported to ONNX and run on onnxruntime gives what the torch kernel gives."""
+    got, ref = run_exported(op_type, inputs, dynamic, opset=opset)
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, atol=atol)
