@@ -1,0 +1,82 @@
+"""The conformance leftovers of issue 19: layer semantics that coremltools' own tests (run against Core ML)
+expect and mlupdate computed otherwise.
+
+References are numpy written from NeuralNetwork.proto's comments and coremltools' op definitions:
+concatND ``interleave`` (``output[i::n] = in_i``), unary ``log`` with ``epsilon`` (MIL ``log``:
+``log(x + epsilon)``), ``tile`` with fewer reps than the rank (ones prepended, ``numpy.tile``), ``splitND``
+into ``n`` parts of an axis that ``n`` does not divide (``numpy.array_split``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.unit.test_layers_base import Case, case_test, rand
+
+
+def _interleave(*xs: np.ndarray, axis: int) -> np.ndarray:
+    """The proto's interleave: output[i::n] along ``axis`` is input i."""
+    n = len(xs)
+    shape = list(xs[0].shape)
+    shape[axis] *= n
+    out = np.empty(shape, xs[0].dtype)
+    for i, x in enumerate(xs):
+        index = [slice(None)] * out.ndim
+        index[axis] = slice(i, None, n)
+        out[tuple(index)] = x
+    return out
+
+
+def _concat_interleave(b):
+    b.add_concat_nd("i0", ["a", "c"], "i0", axis=0, interleave=True)
+    b.add_concat_nd("i1", ["a", "c", "a"], "i1", axis=-1, interleave=True)
+    b.add_concat_nd("plain", ["a", "c"], "plain", axis=0)
+
+
+def _proto_example(b):
+    b.add_concat_nd("cat", ["in1", "in2"], "out", axis=0, interleave=True)
+
+
+PROTO_IN1 = np.array([[1, 2], [3, 4], [5, 6]], np.float32)
+PROTO_IN2 = np.array([[7, 8], [9, 10], [11, 12]], np.float32)
+PROTO_OUT = np.array([[1, 2], [7, 8], [3, 4], [9, 10], [5, 6], [11, 12]], np.float32)  # the proto's example
+
+
+def _log(b):
+    b.add_unary("log", "x", "log", mode="log")  # coremltools' builder writes epsilon = 1e-45 for log
+    b.add_unary("log_eps", "x", "log_eps", mode="log", epsilon=0.5)
+    b.add_unary("log_shift", "x", "log_shift", mode="log", epsilon=0.25, shift=1.0, scale=2.0)
+
+
+def _tile_short_reps(b):
+    b.add_tile("t1", "x", "t1", reps=[6])
+    b.add_tile("t2", "x", "t2", reps=[2, 3])
+    b.add_tile("t3", "x", "t3", reps=[1, 2, 6])
+
+
+def _split_uneven(b):
+    b.add_split_nd("s7", "v", ["a", "b", "c"], axis=0, num_splits=3)
+    b.add_split_nd("s5", "x", ["d", "e"], axis=-1, num_splits=2)
+    b.add_split_nd("s8", "w", ["f", "g", "h"], axis=1, num_splits=3)
+
+
+CASES = [
+    Case("concatND_interleave_proto_example", _proto_example, {"in1": PROTO_IN1, "in2": PROTO_IN2},
+         lambda in1, in2: PROTO_OUT, nd=True, batch=1),
+    Case("concatND_interleave_axes", _concat_interleave, {"a": rand(3, 2, seed=1), "c": rand(3, 2, seed=2)},
+         lambda a, c: (_interleave(a, c, axis=0), _interleave(a, c, a, axis=-1), np.concatenate([a, c], 0)),
+         outputs=("i0", "i1", "plain"), nd=True),
+    Case("unary_log_adds_epsilon", _log, {"x": rand(2, 3, seed=3, low=0.0, high=0.01)},
+         lambda x: (np.log(x + np.float32(1e-45)), np.log(x + 0.5), np.log(2.0 * x + 1.0 + 0.25)),
+         outputs=("log", "log_eps", "log_shift"), nd=True, rtol=1e-4),
+    Case("tile_fewer_reps_than_rank", _tile_short_reps, {"x": rand(2, 4, 2, seed=4)},
+         lambda x: (np.tile(x, 6), np.tile(x, (2, 3)), np.tile(x, (1, 2, 6))),
+         outputs=("t1", "t2", "t3"), nd=True),
+    Case("splitND_uneven_parts", _split_uneven,
+         {"v": rand(7, seed=5), "x": rand(2, 5, seed=6), "w": rand(2, 8, 3, seed=7)},
+         lambda v, x, w: (*np.array_split(v, 3, 0), *np.array_split(x, 2, -1), *np.array_split(w, 3, 1)),
+         outputs=("a", "b", "c", "d", "e", "f", "g", "h"), nd=True),
+]
+
+test_cases = case_test(CASES)
+
