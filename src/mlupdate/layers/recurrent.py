@@ -37,8 +37,8 @@ DEFAULT_CELL_CLIP = 50.0  # LSTMParams.cellClipThreshold when 0
 _KINDS = ("linear", "sigmoid", "tanh", "ReLU", "scaledTanh", "sigmoidHard")
 # Parameters used when a message leaves both at 0, as coremltools' builder and converter write them (an empty
 # message). These are the MIL ops' defaults (linear 1, 0; scaled_tanh 1, 1; sigmoid_hard 0.2, 0.5), which
-# coremltools' LSTM tests, run on Core ML, expect: an empty scaledTanh is plain tanh, not the proto's 1.7159 * tanh(2x/3)
-# (docs/differences.md).
+# coremltools' LSTM tests, run on Core ML, expect: an empty scaledTanh is plain tanh, not the proto's
+# 1.7159 * tanh(2x/3) (docs/differences.md).
 _DEFAULTS = {"linear": (1.0, 0.0), "scaledTanh": (1.0, 1.0), "sigmoidHard": (0.2, 0.5)}
 
 
