@@ -104,7 +104,7 @@ def onnx_executor(graph: Graph, samples: list[np.ndarray], batched: bool, cache_
 def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, batched: bool,
                   cache_key: str | None = None, executor: str = "auto",
                   dynamic_hw: tuple[int, ...] = (), exportable: bool = True,
-                  threads: int | None = None) -> TorchExecutor | OnnxExecutor:
+                  threads: int | None = None, dry_run: bool = True) -> TorchExecutor | OnnxExecutor:
     """Choose the executor for ``compute_units``.
 
     ``cpu_and_gpu`` and ``all`` run the torch graph on CUDA when torch sees a GPU; otherwise
@@ -113,7 +113,8 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
     forces one (for comparisons and debugging). ``dynamic_hw``: inputs with flexible image sizes.
     ``exportable=False`` (a layer that ONNX cannot express: control flow, random, value-dependent
     shapes) runs the torch graph, also when onnxruntime was asked for. ``threads``: CPU threads of the
-    executor (None: the library's default, one per core).
+    executor (None: the library's default, one per core). ``dry_run=False`` skips the torch graph's load-time
+    run on ``samples`` (flexible input shapes: the declared default need not be a shape the layers accept).
 
     Raises:
         ParameterError: For an unknown ``compute_units`` or ``executor``.
@@ -122,7 +123,7 @@ def make_executor(graph: Graph, samples: list[np.ndarray], compute_units: str, b
     gpu = compute_units != "cpu_only" and torch.cuda.is_available()
     if executor == "torch" or (executor == "auto" and gpu) or not exportable:
         torch_executor = TorchExecutor(graph, "cuda" if gpu and executor != "onnxruntime" else "cpu", threads)
-        if batched:  # a dry run on the sample inputs: layers that do not fit their inputs fail at load
+        if batched and dry_run:  # a run on the sample inputs: layers that do not fit their inputs fail at load
             torch_executor.run(samples)
         return torch_executor
     if executor == "onnxruntime":

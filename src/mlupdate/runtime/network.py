@@ -100,11 +100,14 @@ class NetworkProgram:
         used = [graph.layers[n.key] for n in graph.nodes]
         # examples stack along the graph's own leading axis unless a layer's shapes depend on values
         self.batched = not any(getattr(m, "per_example", False) for m in used)
-        # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
-        exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
+        # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with; they are
+        # checked against the layers at predict (Core ML accepts a range whose default shape a layer refuses)
+        flexible = any(f.flexible for f in self.inputs)
+        exportable = all(getattr(m, "exportable", True) for m in used) and not flexible
         # two examples when batched: a layer that reaches into the examples axis fails at load, not later
         self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), compute_units,
-                                      self.batched, cache_key, executor, self.flexible_images, exportable, threads)
+                                      self.batched, cache_key, executor, self.flexible_images, exportable, threads,
+                                      dry_run=not flexible)
 
     @property
     def graph(self) -> Graph:
