@@ -10,8 +10,11 @@ into ``n`` parts of an axis that ``n`` does not divide (``numpy.array_split``).
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from PIL import Image
 
-from tests.unit.test_layers_base import Case, case_test, rand
+import mlupdate
+from tests.unit.test_layers_base import EXECUTORS, Case, builder, case_test, rand, save
 
 
 def _interleave(*xs: np.ndarray, axis: int) -> np.ndarray:
@@ -80,3 +83,58 @@ CASES = [
 
 test_cases = case_test(CASES)
 
+
+
+# -- image inputs added by coremltools' helpers --------------------------------------------------------
+
+
+def _image_model(tmp_path, shape, image_format, transpose, rename=None):
+    """coremltools' test_model.py networks: an array input made an image by make_image_input, then renamed."""
+    import coremltools as ct
+    from coremltools.models import MLModel
+    from coremltools.models.neural_network.utils import make_image_input
+
+    b = builder([("data", shape)], ("out",), nd=True)
+    src = "data"
+    if transpose:  # the NHWC network's own transpose, which make_image_input removes
+        b.add_transpose("transpose", [2, 0, 1], "data", "transpose")
+        src = "transpose"
+    b.add_activation("linear", "LINEAR", src, "out")
+    b.spec.description.output[0].type.multiArrayType.shape.extend(shape)
+    spec = make_image_input(MLModel(b.spec), "data", red_bias=-5, green_bias=-6, blue_bias=-2.5, scale=10.0,
+                            image_format=image_format).get_spec()
+    if rename:
+        ct.utils.rename_feature(spec, "data", rename)
+    path = tmp_path / "img.mlmodel"
+    ct.utils.save_spec(spec, str(path))
+    return path
+
+
+RGB = np.array([4, 2, 5], np.uint8).reshape(1, 1, 3)
+# the proto's NeuralNetworkImageScaler on an RGB image: channelScale * X[c] + (red, green, blue)Bias
+SCALED = 10.0 * np.array([4, 2, 5], np.float32) + np.array([-5, -6, -2.5], np.float32)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize(("shape", "image_format", "transpose"),
+                         [((3, 1, 1), "NCHW", False), ((1, 1, 3), "NHWC", True), ((1, 1, 3), "NHWC", False)],
+                         ids=["nchw", "nhwc-transpose-removed", "nhwc-transpose-added"])
+def test_image_input_made_by_make_image_input(tmp_path, executor, shape, image_format, transpose):
+    path = _image_model(tmp_path, shape, image_format, transpose)
+    y = mlupdate.load(path, executor=executor).predict({"data": Image.fromarray(RGB)})["out"]
+    assert y.shape == shape  # coremltools' test_multiarray_to_image_input_util*: Core ML gives the declared shape
+    np.testing.assert_allclose(y.ravel(), SCALED)
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_renamed_image_input(tmp_path, executor):
+    path = _image_model(tmp_path, (3, 1, 1), "NCHW", False, rename="new_input_name")
+    y = mlupdate.load(path, executor=executor).predict({"new_input_name": Image.fromarray(RGB)})["out"]
+    np.testing.assert_array_equal(y, SCALED.reshape(3, 1, 1))
+
+
+def test_transpose_with_fewer_axes_needs_unit_leading_axes(tmp_path):
+    b = builder([("x", (2, 3, 4))], ("out",), nd=True)
+    b.add_transpose("tr", [1, 0], "x", "out")
+    with pytest.raises(mlupdate.LayerError, match="tr"):
+        mlupdate.load(save(b, tmp_path), executor="torch")

@@ -227,17 +227,25 @@ def _permute(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Transpose(nn.Module):
-    """``transpose``: permute the Core ML axes."""
+    """``transpose``: permute the Core ML axes.
+
+    ``axes`` shorter than the input's rank permute its last ``len(axes)`` axes when every axis before them has
+    size 1, and keep those: the leading batch axis of a rank-4 image mapping (``[1, C, H, W]``), which
+    ``NeuralNetworkBuilder.set_pre_processing_parameters`` (``make_image_input`` with ``NHWC``) follows with
+    ``axes = [1, 2, 0]`` written for the array's ``[C, H, W]``, and which Core ML runs (coremltools' tests).
+    """
 
     def __init__(self, axes: list[int]) -> None:
         super().__init__()
         self.axes = axes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rank = nd_rank(x)
-        if sorted(a % rank for a in self.axes) != list(range(rank)) or len(self.axes) != rank:
+        rank, n = nd_rank(x), len(self.axes)
+        lead = rank - n
+        if (sorted(a % max(n, 1) for a in self.axes) != list(range(n)) or lead < 0
+                or any(int(d) != 1 for d in x.shape[1:1 + lead])):
             raise ValueError(f"axes {self.axes} are not a permutation of the {rank} axes of the input")
-        return x.permute([0, *(a % rank + 1 for a in self.axes)])
+        return x.permute([*range(1 + lead), *(a % n + 1 + lead for a in self.axes)])
 
 
 @register("transpose")

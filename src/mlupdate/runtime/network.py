@@ -273,10 +273,15 @@ class NetworkProgram:
     def _declared(self, arr: np.ndarray, fd: FeatureDescription) -> np.ndarray:
         """One example's output blob as Core ML returns it: the declared shape and data type.
 
-        ND blobs already have their Core ML shape. A legacy blob ``[C, H, W]`` (or ``[Seq, C, H, W]``)
-        takes the declared shape when its size matches, else ``[Seq, 1, C, H, W]`` for ``Seq > 1``.
+        ND blobs have their Core ML shape, except that one with more axes than the declared shape, the extra
+        leading ones of size 1 (the batch axis of a rank-4 image mapping), takes the declared shape when its size
+        matches: an image input added by coremltools' ``make_image_input`` to a network declared for ``(3, 1, 1)``
+        arrays gives ``(3, 1, 1)`` on Core ML, not ``(1, 3, 1, 1)`` (coremltools' tests). A legacy blob
+        ``[C, H, W]`` (or ``[Seq, C, H, W]``) takes the declared shape when its size matches, else
+        ``[Seq, 1, C, H, W]`` for ``Seq > 1``.
         """
-        if fd.shape and arr.size == int(np.prod(fd.shape)) and not self.nd:
+        fits = bool(fd.shape) and arr.size == int(np.prod(fd.shape))
+        if fits and (not self.nd or (arr.ndim > len(fd.shape) and all(d == 1 for d in arr.shape[:-len(fd.shape)]))):
             arr = arr.reshape(fd.shape)
         elif not self.nd and arr.ndim == 4:
             arr = arr[:, None]
