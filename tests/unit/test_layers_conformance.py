@@ -138,3 +138,36 @@ def test_transpose_with_fewer_axes_needs_unit_leading_axes(tmp_path):
     b.add_transpose("tr", [1, 0], "x", "out")
     with pytest.raises(mlupdate.LayerError, match="tr"):
         mlupdate.load(save(b, tmp_path), executor="torch")
+
+
+# -- a fixed-length sequence through flatten (coremltools' test_fixed_seq_len) ------------------------
+
+
+def _fixed_seq_len_model(tmp_path, rng):
+    """embedding -> permute [3, 1, 2, 0] -> flatten -> innerProduct on an input declared [1, 1, 1]."""
+    b = builder([("data", (1, 1, 1))], ("output",))
+    emb, dense = rng.random((32, 10)), rng.random((2, 480))  # the proto's [outputChannels, inputDim], [out, in]
+    b.add_embedding("embed", W=emb, b=None, input_dim=10, output_channels=32, has_bias=0, input_name="data",
+                    output_name="embed")
+    b.add_permute("permute", dim=[3, 1, 2, 0], input_name="embed", output_name="permute")
+    b.add_flatten("flatten", mode=0, input_name="permute", output_name="flatten")
+    b.add_inner_product("dense", W=dense, b=None, input_channels=480, output_channels=2, has_bias=0,
+                        input_name="flatten", output_name="output")
+    return save(b, tmp_path), emb, dense
+
+
+def test_fixed_length_sequence_through_permute_and_flatten(tmp_path):
+    rng = np.random.default_rng(0)
+    path, emb, dense = _fixed_seq_len_model(tmp_path, rng)
+    model = mlupdate.load(path)  # Seq = 1 (the declared shape) would give 32 channels: not checked at load
+    xs = [rng.integers(0, 10, 15).reshape(15, 1, 1, 1, 1).astype(np.float32) for _ in range(2)]
+    got = model.predict_batch([{"data": x} for x in xs])
+    for x, res in zip(xs, got, strict=True):
+        e = emb[:, x.ravel().astype(int)]  # embedding: [C = 32] per step, i.e. [Seq = 15, 32, 1, 1]
+        # permute [Seq, C, H, W] -> [W, C, H, Seq] = [1, 32, 1, 15]; flatten (channel first) over C, H, W
+        want = dense @ e.reshape(-1)
+        np.testing.assert_allclose(np.asarray(res["output"]).ravel(), want, rtol=1e-5)
+    with pytest.raises(mlupdate.LayerError, match="dense"):  # another length: 32 x 7 channels, not 480
+        model.predict({"data": np.zeros((7, 1, 1, 1, 1), np.float32)})
+    with pytest.raises(mlupdate.FeatureError, match=r"\[Seq, 1, 1, 1, 1\]"):  # Core ML's batch axis is not 1
+        model.predict({"data": np.zeros((15, 2, 1, 1, 1), np.float32)})

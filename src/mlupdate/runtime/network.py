@@ -101,8 +101,9 @@ class NetworkProgram:
         # examples stack along the graph's own leading axis unless a layer's shapes depend on values
         self.batched = not any(getattr(m, "per_example", False) for m in used)
         # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with; they are
-        # checked against the layers at predict (Core ML accepts a range whose default shape a layer refuses)
-        flexible = any(f.flexible for f in self.inputs)
+        # checked against the layers at predict (Core ML accepts a range whose default shape a layer refuses),
+        # as are shapes that follow a legacy input's run-time sequence length (mlupdate.layers.shape.Permute)
+        flexible = any(f.flexible for f in self.inputs) or any(getattr(m, "sequence_shapes", False) for m in used)
         exportable = all(getattr(m, "exportable", True) for m in used) and not flexible
         # two examples when batched: a layer that reaches into the examples axis fails at load, not later
         self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), compute_units,
@@ -250,7 +251,7 @@ class NetworkProgram:
             c = f.image_constraint
             return image_blob(c.to_array(c.prepare(value, crop_and_scale)), self.nd, self.rank4_images)
         if f.type == "multiArray":
-            return to_blob(check_array(value, f), self.nd)
+            return to_blob(check_array(value, f, sequence=not self.nd), self.nd)
         raise FeatureError(f"Input '{f.name}' is of type {f.type}, which neural networks do not take.")
 
     # -- running -------------------------------------------------------------------------------
