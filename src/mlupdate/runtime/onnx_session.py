@@ -26,7 +26,7 @@ COMPUTE_UNITS = ("cpu_only", "cpu_and_gpu", "all")
 EXECUTORS = ("auto", "onnxruntime", "torch")
 
 #: Bumped whenever the export (graph, rewrite pass, held layouts) changes what an artifact holds.
-EXPORT_VERSION = "4"
+EXPORT_VERSION = "5"  # 5: the layer semantics of issue 19 (interleave, log epsilon, tile, splitND, ...)
 
 
 @functools.cache
