@@ -83,6 +83,8 @@ CASES = [
 
 test_cases = case_test(CASES)
 
+REFERENCE = "numpy from the proto's comments and coremltools' ops: interleave, log(x + eps), numpy.tile, array_split"
+
 
 
 # -- image inputs added by coremltools' helpers --------------------------------------------------------
@@ -171,3 +173,19 @@ def test_fixed_length_sequence_through_permute_and_flatten(tmp_path):
         model.predict({"data": np.zeros((7, 1, 1, 1, 1), np.float32)})
     with pytest.raises(mlupdate.FeatureError, match=r"\[Seq, 1, 1, 1, 1\]"):  # Core ML's batch axis is not 1
         model.predict({"data": np.zeros((15, 2, 1, 1, 1), np.float32)})
+
+
+# -- size limits apply to what is allocated --------------------------------------------------------------
+
+
+def test_random_like_on_a_range_with_a_huge_maximum_fills_the_actual_shape(tmp_path):
+    from coremltools.models.neural_network import flexible_shape_utils
+
+    b = builder([("t", (4, 5))], ("out",), nd=True)
+    b.add_random_normal_like("r", "t", "out", mean=2.0, stddev=0.5, seed=42)
+    flexible_shape_utils.set_multiarray_ndshape_range(b.spec, "t", lower_bounds=[1, 1],
+                                                      upper_bounds=[-1, 10**9])  # 10^9+ values at most
+    model = mlupdate.load(save(b, tmp_path))
+    out = model.predict({"t": np.zeros((300, 70), np.float32)})["out"]
+    assert out.shape == (300, 70)  # the input's shape, as randomNormalLike's proto comment says
+    assert abs(out.mean() - 2.0) < 0.02 and abs(out.std() - 0.5) < 0.02  # N(2, 0.5): 21,000 draws
