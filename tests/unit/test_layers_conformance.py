@@ -189,3 +189,48 @@ def test_random_like_on_a_range_with_a_huge_maximum_fills_the_actual_shape(tmp_p
     out = model.predict({"t": np.zeros((300, 70), np.float32)})["out"]
     assert out.shape == (300, 70)  # the input's shape, as randomNormalLike's proto comment says
     assert abs(out.mean() - 2.0) < 0.02 and abs(out.std() - 0.5) < 0.02  # N(2, 0.5): 21,000 draws
+
+
+# -- an LSTM with scaled_tanh activations, as coremltools' converter writes it ------------------------------
+
+
+def test_lstm_scaled_tanh_from_the_mil_converter_is_tanh(tmp_path):
+    # MIL's lstm with activation "scaled_tanh" becomes an empty ActivationScaledTanh in the NN backend; coremltools'
+    # MIL LSTM tests (run on Core ML) expect tanh for it: scaled_tanh's defaults alpha = beta = 1
+    import coremltools as ct
+    from coremltools.converters.mil.mil import Builder as mb
+
+    t, i, h = 4, 3, 5
+    rng = np.random.default_rng(0)
+    w_ih, w_hh = rng.uniform(-1, 1, (4 * h, i)).astype(np.float32), rng.uniform(-1, 1, (4 * h, h)).astype(np.float32)
+    bias = rng.uniform(-1, 1, 4 * h).astype(np.float32)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(t, 1, i))], opset_version=ct.target.iOS14)
+    def prog(x):
+        zeros = np.zeros((1, h), np.float32)
+        y, _, _ = mb.lstm(x=x, initial_h=zeros, initial_c=zeros, weight_ih=w_ih, weight_hh=w_hh, bias=bias,
+                          direction="forward", output_sequence=True, recurrent_activation="sigmoid",
+                          cell_activation="scaled_tanh", activation="scaled_tanh")
+        return y
+
+    spec = ct.convert(prog, convert_to="neuralnetwork").get_spec()
+    lstm = next(layer.uniDirectionalLSTM for layer in spec.neuralNetwork.layers
+                if layer.WhichOneof("layer") == "uniDirectionalLSTM")
+    assert [a.WhichOneof("NonlinearityType") for a in lstm.activations] == ["sigmoid", "scaledTanh", "scaledTanh"]
+    assert (lstm.activations[1].scaledTanh.alpha, lstm.activations[1].scaledTanh.beta) == (0.0, 0.0)
+    path = tmp_path / "lstm.mlmodel"
+    ct.utils.save_spec(spec, str(path))
+    x = rng.uniform(-2, 2, (t, 1, i)).astype(np.float32)
+    got = mlupdate.load(path).predict({spec.description.input[0].name: x})[spec.description.output[0].name]
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    hs, hh, cc = [], np.zeros(h), np.zeros(h)
+    for step in x[:, 0]:  # the MIL op's equations, gates [input, forget, output, cell]
+        g = w_ih @ step + w_hh @ hh + bias
+        gi, gf, go, gz = sig(g[:h]), sig(g[h:2 * h]), sig(g[2 * h:3 * h]), np.tanh(g[3 * h:])
+        cc = gf * cc + gi * gz
+        hh = go * np.tanh(cc)
+        hs.append(hh)
+    np.testing.assert_allclose(np.asarray(got).reshape(t, h), np.stack(hs), atol=1e-5)
