@@ -204,14 +204,13 @@ class Permute(nn.Module):
 
     A legacy permute that moves the sequence axis makes the shapes after it follow the sequence length an input
     has at run time (coremltools' ``test_fixed_seq_len``: 15 embeddings permuted into W and flattened into 480
-    channels, on an input declared ``[1, 1, 1]``): it sets ``sequence_shapes``, and the network is then neither
-    exported (an export fixes the length it was traced with) nor checked at load on the declared shape.
+    channels, on an input declared ``[1, 1, 1]``): it sets ``sequence_shapes``, and the runtime neither exports
+    the network (an export fixes the length it was traced with) nor checks it at load on the declared shape.
     """
 
     def __init__(self, axes: list[int], nd: bool = False) -> None:
         super().__init__()
         self.sequence_shapes = not nd and axes[0] != 0
-        self.exportable = not self.sequence_shapes
         self.perm = [0, *(a + 1 for a in axes)]
         held = (1, 3, 4, 5)  # held dims of Seq, C, H, W in [N, Seq, B, C, H, W]
         self.nd_perm = [0, held[axes[0]], 2, *(held[a] for a in axes[1:])] if nd else None
