@@ -81,6 +81,23 @@ CASES = [
          outputs=("a", "b", "c", "d", "e", "f", "g", "h"), nd=True),
 ]
 
+_TIES = np.array([[3, 7, 7, 1, 7], [2, 2, 5, 5, 0]], np.float32)
+
+
+def _stable_topk(x, k, bottom):
+    """Top-k along the last axis, equal values lower index first (a stable sort)."""
+    idx = np.argsort(x if bottom else -x, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(x, idx, -1), idx.astype(np.float32)
+
+
+CASES += [
+    Case("topK_ties_lower_index_first",
+         lambda b: (b.add_topk("top", ["x"], ["v", "i"], k=3, axis=-1),
+                    b.add_topk("bot", ["x"], ["bv", "bi"], k=2, axis=1, use_bottom_k=True)),
+         {"x": _TIES}, lambda x: (*_stable_topk(x, 3, False), *_stable_topk(x, 2, True)),
+         outputs=("v", "i", "bv", "bi"), nd=True, batch=1),
+]
+
 test_cases = case_test(CASES)
 
 REFERENCE = "numpy from the proto's comments and coremltools' ops: interleave, log(x + eps), numpy.tile, array_split"
