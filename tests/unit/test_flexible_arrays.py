@@ -56,3 +56,22 @@ def test_a_wrong_rank_and_an_image_are_refused_for_an_array_input(tmp_path):
         model.predict({"x": np.ones((4, 4), np.float32)})
     with pytest.raises(mlupdate.FeatureError, match="image"):
         model.predict({"x": Image.new("L", (4, 4))})
+
+
+def test_a_shape_range_is_checked_against_the_layers_at_predict_not_at_load(tmp_path):
+    # the default shape (1, 1, 6, 6) has 1 channel, the convolution 4; the range allows 1 to 8 channels, so Core ML
+    # loads the model and runs the inputs that fit (the MIL conv tests with a symbolic channel axis do this)
+    from coremltools.models.neural_network import flexible_shape_utils
+
+    w = np.random.default_rng(0).uniform(-1, 1, (3, 3, 4, 2)).astype(np.float32)  # [kh, kw, C_in, C_out]
+    b = builder([("x", (1, 1, 6, 6))], ("y",), nd=True)
+    b.add_convolution("conv", 4, 2, 3, 3, 1, 1, "valid", 1, w, None, False, input_name="x", output_name="y")
+    flexible_shape_utils.set_multiarray_ndshape_range(b.spec, "x", lower_bounds=[1, 1, 3, 3],
+                                                      upper_bounds=[1, 8, -1, -1])
+    model = mlupdate.load(save(b, tmp_path))
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 4, 5, 7)).astype(np.float32)
+    win = np.lib.stride_tricks.sliding_window_view(x[0], (3, 3), axis=(1, 2))  # [C, 3, 5, kh, kw]
+    want = np.einsum("chwij,ijco->ohw", win, w)[None]  # the proto's valid cross-correlation
+    np.testing.assert_allclose(model.predict({"x": x})["y"], want, atol=1e-5)
+    with pytest.raises(mlupdate.LayerError, match="conv"):  # a shape in the range that the layer cannot take
+        model.predict({"x": np.ones((1, 3, 5, 5), np.float32)})

@@ -17,7 +17,7 @@ import pytest
 
 import mlupdate
 from mlupdate.layers.weights import unpack_codes, weight_array
-from tests.unit.test_layers_base import EXECUTORS, Case, builder, case_test, rand, run
+from tests.unit.test_layers_base import EXECUTORS, Case, builder, case_test, rand, run, save
 
 logging.getLogger("coremltools").setLevel(logging.ERROR)
 ct = pytest.importorskip("coremltools")
@@ -211,6 +211,34 @@ def test_int8_dynamic_quantize(tmp_path, executor, nd):
             np.testing.assert_allclose(res[name], flt, atol=0.05 * (np.abs(x).max() + 1e-6) * 8)
 
 
+def _int8_codes(w: np.ndarray) -> tuple[np.ndarray, float]:
+    """int8 codes and scale as coremltools' dynamic-quantization tests make them (truncated toward zero)."""
+    w_max = float(np.abs(w).max())
+    return (127.0 * w / w_max).astype(np.int8), w_max / 127.0
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_int8_dynamic_quantize_adds_a_float_bias(tmp_path, executor):
+    # coremltools' test_inner_product/batched_mat_mul_dynamic_quantization build these with a bias and expect
+    # x @ W_dequantized + b on Core ML (no xfail), although the proto's comment asks for hasBias == false
+    w_ip, w_mm = rand(5, 8, seed=30) * 4, rand(8, 4, seed=31) * 4
+    b_ip, b_mm = rand(5, seed=32) * 3, rand(4, seed=33) * 3
+    (c_ip, s_ip), (c_mm, s_mm) = _int8_codes(w_ip), _int8_codes(w_mm)
+    b = builder([("x", (3, 8))], ("fc", "mm"), nd=True)
+    b.add_inner_product("fc", c_ip.tobytes(), b_ip, 8, 5, True, "x", "fc", int_8_dynamic_quantize=True,
+                        is_quantized_weight=True, quantization_type="linear", nbits=8, quant_scale=np.array([s_ip]))
+    b.add_batched_mat_mul("mm", ["x"], "mm", weight_matrix_rows=8, weight_matrix_columns=4, W=c_mm.tobytes(),
+                          bias=b_mm, int_8_dynamic_quantize=True, is_quantized_weight=True,
+                          quantization_type="linear", nbits=8, quant_scale=np.array([s_mm]))
+    x = rand(3, 8, seed=34) * 2
+    got = run(save(b, tmp_path), executor, [{"x": x}])[0]
+    np.testing.assert_allclose(got["fc"], _int8_reference(x, c_ip, s_ip) + b_ip, atol=1e-4, rtol=1e-5)
+    np.testing.assert_allclose(got["mm"], _int8_reference(x, c_mm.T, s_mm) + b_mm, atol=1e-4, rtol=1e-5)
+    for name, want in (("fc", x @ (c_ip * s_ip).T + b_ip), ("mm", x @ (c_mm * s_mm) + b_mm)):
+        snr = 10 * np.log10(np.sum(want**2) / np.sum((got[name] - want) ** 2))
+        assert snr > 40, (name, snr)  # coremltools' own criterion against the float product
+
+
 # -- build-time validation -------------------------------------------------------------------------------
 
 
@@ -231,15 +259,6 @@ def _set(path, value):
     return apply
 
 
-def _int8_with_bias(p):
-    _q4(p.weights, 30)
-    p.weights.quantization.numberOfBits = 8
-    p.weights.quantization.linearQuantization.ClearField("bias")
-    p.weights.rawValue = b""
-    p.weights.int8RawValue = bytes(30)
-    p.int8DynamicQuantize = True
-
-
 _BAD = {
     "zero-input-channels": (lambda p: setattr(p, "inputChannels", 0), "inputChannels"),
     "weight-count": (lambda p: p.weights.floatValue.pop(), "30"),
@@ -254,7 +273,6 @@ _BAD = {
                       "biases"),
     "lut-size": (lambda p: (_q4(p.weights, 30), p.weights.quantization.lookupTableQuantization.floatValue.extend(
         [0.0] * 15)), "lookup table"),
-    "int8-with-bias": (_int8_with_bias, "hasBias"),
 }
 
 

@@ -12,8 +12,15 @@ if TYPE_CHECKING:  # features/ sits below spec/: only the annotations name its d
     from mlupdate.spec.description import FeatureDescription
 
 
-def check_array(value: Any, fd: FeatureDescription) -> np.ndarray:
+def check_array(value: Any, fd: FeatureDescription, sequence: bool = False) -> np.ndarray:
     """Validate a multiarray feature against its description and return it as float32.
+
+    Args:
+        value: The user's array.
+        fd: The input's description.
+        sequence: The input of a legacy (rank-5) network, which also takes ``[Seq, 1, C, H, W]`` for a declared
+            ``[C, H, W]`` (or ``[C]``, with ``H = W = 1``): NeuralNetwork.proto's RANK5_ARRAY_MAPPING lets the
+            sequence axis take any length at run time. The batch axis must be 1 (one example per array).
 
     Raises:
         FeatureError: If the value is not numeric or its shape does not match.
@@ -39,12 +46,23 @@ def check_array(value: Any, fd: FeatureDescription) -> np.ndarray:
                 f"Input '{fd.name}' has shape {list(arr.shape)} but the model accepts {fd.shape_text()}. "
                 "Reshape the array to one of the accepted shapes."
             )
-    elif want and arr.shape != want:
+    elif want and arr.shape != want and not (sequence and _sequence_of(arr.shape, want)):
+        if sequence and len(want) in (1, 3):
+            raise FeatureError(
+                f"Input '{fd.name}' has shape {list(arr.shape)} but the model expects {list(want)} or a sequence "
+                f"[Seq, 1, {', '.join(str(d) for d in (*want, 1, 1)[:3])}]. Reshape the array (numpy's reshape)."
+            )
         raise FeatureError(
             f"Input '{fd.name}' has shape {list(arr.shape)} but the model expects {list(want)} (Core ML checks "
             "the rank too). Reshape the array (numpy's reshape) to the declared shape."
         )
     return arr.astype(np.float32, copy=False)
+
+
+def _sequence_of(shape: tuple[int, ...], declared: tuple[int, ...]) -> bool:
+    """Whether ``shape`` is ``[Seq, 1, C, H, W]`` for the legacy declared ``[C, H, W]`` or ``[C]``."""
+    chw = declared + (1, 1) if len(declared) == 1 else declared
+    return len(declared) in (1, 3) and len(shape) == 5 and shape[0] >= 1 and shape[1] == 1 and shape[2:] == chw
 
 
 def to_blob(arr: np.ndarray, nd: bool) -> np.ndarray:

@@ -38,8 +38,10 @@ class Int8Dynamic(nn.Module):
 
     Documented by NeuralNetwork.proto: at run time the float input is quantized to int8, multiplied
     with the int8 weight matrix held in ``weights.int8RawValue``, and the result dequantized; the
-    weights have 8-bit linear quantization with one scale and no bias (``W = W_int8 * scale``),
-    and the layer has no bias.
+    weights have 8-bit linear quantization with one scale and no bias (``W = W_int8 * scale``).
+    The proto's comment asks for ``hasBias == false``, but coremltools' own innerProduct and batchedMatmul
+    tests (run on Core ML, no xfail) build these layers with a float bias and expect it added after the
+    dequantization; the layers add it (the bias is not part of this module).
 
     Assumed (the proto gives no formula): the input is quantized symmetrically per tensor, the
     tensor being one example (every Core ML axis, the graph's example axis excluded), with
@@ -48,10 +50,8 @@ class Int8Dynamic(nn.Module):
     ``y = (x_int8 @ W_int8^T) * s_x * scale``. Core ML may round or accumulate differently.
     """
 
-    def __init__(self, wp: Any, n_out: int, n_in: int, what: str, has_bias: bool) -> None:
+    def __init__(self, wp: Any, n_out: int, n_in: int, what: str) -> None:
         super().__init__()
-        if has_bias:
-            raise SpecError(f"{what} sets int8DynamicQuantize and hasBias; Core ML requires hasBias == false.")
         if len(wp.rawValue) or not len(wp.int8RawValue) or not wp.HasField("quantization"):
             raise SpecError(f"{what} sets int8DynamicQuantize, so its weights must be in int8RawValue (with "
                             "quantization parameters) and rawValue must be empty.")
@@ -100,7 +100,7 @@ class InnerProduct(nn.Module):
         what = f"InnerProduct layer '{name}'"
         _positive(what, inputChannels=n_in, outputChannels=n_out)
         self.n_in, self.nd = n_in, nd
-        self.int8 = Int8Dynamic(p.weights, n_out, n_in, what, p.hasBias) if p.int8DynamicQuantize else None
+        self.int8 = Int8Dynamic(p.weights, n_out, n_in, what) if p.int8DynamicQuantize else None
         if self.int8 is not None:
             w = self.int8.dequantized()
         else:
@@ -117,7 +117,10 @@ class InnerProduct(nn.Module):
         if int(v.shape[-1]) != self.n_in:
             got = "x".join(str(int(d)) for d in x.shape[-3:]) if flat else str(int(x.shape[-1]))
             raise ValueError(f"innerProduct expects {self.n_in} input channels, got {got}")
-        y = self.int8(v) if self.int8 is not None else F.linear(v, self.weight, self.bias)
+        if self.int8 is None:
+            y = F.linear(v, self.weight, self.bias)
+        else:
+            y = self.int8(v) if self.bias is None else self.int8(v) + self.bias
         return y[..., None, None] if flat else y
 
     def write_back(self, p: Any) -> None:
@@ -159,7 +162,7 @@ class BatchedMatMul(nn.Module):
         if has_weights:
             _positive(what, weightMatrixFirstDimension=n_in, weightMatrixSecondDimension=n_out)
             if p.int8DynamicQuantize:
-                self.int8 = Int8Dynamic(p.weights, n_out, n_in, what, p.hasBias)
+                self.int8 = Int8Dynamic(p.weights, n_out, n_in, what)
                 w = self.int8.dequantized()
             else:
                 w = weight_array(p.weights, n_in * n_out, f"{what} weights", channels=n_out).reshape(n_out, n_in)
@@ -177,9 +180,7 @@ class BatchedMatMul(nn.Module):
             if a.dim() < 2 or int(a.shape[-1]) != self.n_in:
                 raise ValueError(f"batchedMatmul expects a last axis of {self.n_in}, got shape "
                                  f"{list(a.shape[1:])}")
-            if self.int8 is not None:
-                return self.int8(a)
-            y = torch.matmul(a, self.weight)
+            y = self.int8(a) if self.int8 is not None else torch.matmul(a, self.weight)
             return y + self.bias if self.bias is not None else y
         if self.weight is not None:
             raise ValueError("batchedMatmul with two inputs cannot also have a weight matrix")

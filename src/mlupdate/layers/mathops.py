@@ -21,7 +21,10 @@ SQRT, RSQRT, INVERSE, POWER, EXP, LOG, ABS, THRESHOLD = range(8)
 
 
 class Unary(nn.Module):
-    """``unary``: ``f(scale * x + shift)`` for sqrt, rsqrt, inverse, power, exp, log, abs, threshold."""
+    """``unary``: ``f(scale * x + shift)`` for sqrt, rsqrt, inverse, power, exp, log, abs, threshold.
+
+    ``epsilon`` (``1e-6`` when unset or 0, as the proto says) is added before rsqrt, inverse and log.
+    """
 
     def __init__(self, p: Any) -> None:
         super().__init__()
@@ -47,8 +50,8 @@ class Unary(nn.Module):
             return torch.pow(x, self.alpha)
         if op == EXP:
             return torch.exp(x)
-        if op == LOG:
-            return torch.log(x)
+        if op == LOG:  # log(x + epsilon), as coremltools' MIL log op and its NN mapping define it
+            return torch.log(x + self.eps)
         if op == ABS:
             return torch.abs(x)
         return torch.clamp(x, min=self.alpha)

@@ -35,9 +35,11 @@ from mlupdate.layers.weights import weight_array
 GATE_CLIP = 50.0  # clip() in the proto's equations
 DEFAULT_CELL_CLIP = 50.0  # LSTMParams.cellClipThreshold when 0
 _KINDS = ("linear", "sigmoid", "tanh", "ReLU", "scaledTanh", "sigmoidHard")
-# Parameters used when a message leaves both at 0 (as coremltools' builder writes them). The proto
-# documents scaled tanh as alpha 1.71, beta 2/3 and hard sigmoid as alpha 0.2, beta 0.5.
-_DEFAULTS = {"linear": (1.0, 0.0), "scaledTanh": (1.71, 2.0 / 3.0), "sigmoidHard": (0.2, 0.5)}
+# Parameters used when a message leaves both at 0, as coremltools' builder and converter write them (an empty
+# message). These are the MIL ops' defaults (linear 1, 0; scaled_tanh 1, 1; sigmoid_hard 0.2, 0.5), which
+# coremltools' LSTM tests, run on Core ML, expect: an empty scaledTanh is plain tanh, not the proto's
+# 1.7159 * tanh(2x/3) (docs/differences.md).
+_DEFAULTS = {"linear": (1.0, 0.0), "scaledTanh": (1.0, 1.0), "sigmoidHard": (0.2, 0.5)}
 
 
 class RecurrentActivation(nn.Module):

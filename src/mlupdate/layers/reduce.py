@@ -149,7 +149,20 @@ class DynamicTopK(TopK):
 
 
 def _topk(x: torch.Tensor, k: int, axis: int, bottom: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    values, idx = torch.topk(x, k, dim=nd_dim(axis, x), largest=not bottom, sorted=True)
+    """The ``k`` largest (smallest) values along ``axis``, equal values lower index first.
+
+    Core ML documents no order for ties (coremltools' topK tests compare with ``numpy.argsort``, whose tie order
+    depends on the platform's sort). mlupdate puts the lower index first on both executors, as ``argSort`` does:
+    a stable sort in torch, and ONNX's TopK, which its definition orders so, in the export.
+    """
+    d = nd_dim(axis, x)
+    if not 0 < k <= int(x.shape[d]):
+        raise ValueError(f"K = {k} is not between 1 and the axis size {int(x.shape[d])}")
+    if torch.onnx.is_in_onnx_export():
+        values, idx = torch.topk(x, k, dim=d, largest=not bottom, sorted=True)
+    else:
+        values, idx = torch.sort(x, dim=d, descending=not bottom, stable=True)
+        values, idx = values.narrow(d, 0, k), idx.narrow(d, 0, k)
     return values, idx.to(x.dtype)
 
 

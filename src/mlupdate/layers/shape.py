@@ -201,10 +201,16 @@ class Permute(nn.Module):
 
     Legacy blobs are held ``[N, (Seq,) C, H, W]``; in an ND network the input is a Core ML rank-5
     ``[Seq, B, C, H, W]``, held ``[N, Seq, B, C, H, W]``.
+
+    A legacy permute that moves the sequence axis makes the shapes after it follow the sequence length an input
+    has at run time (coremltools' ``test_fixed_seq_len``: 15 embeddings permuted into W and flattened into 480
+    channels, on an input declared ``[1, 1, 1]``): it sets ``sequence_shapes``, and the runtime neither exports
+    the network (an export fixes the length it was traced with) nor checks it at load on the declared shape.
     """
 
     def __init__(self, axes: list[int], nd: bool = False) -> None:
         super().__init__()
+        self.sequence_shapes = not nd and axes[0] != 0
         self.perm = [0, *(a + 1 for a in axes)]
         held = (1, 3, 4, 5)  # held dims of Seq, C, H, W in [N, Seq, B, C, H, W]
         self.nd_perm = [0, held[axes[0]], 2, *(held[a] for a in axes[1:])] if nd else None
@@ -227,17 +233,25 @@ def _permute(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Transpose(nn.Module):
-    """``transpose``: permute the Core ML axes."""
+    """``transpose``: permute the Core ML axes.
+
+    ``axes`` shorter than the input's rank permute its last ``len(axes)`` axes when every axis before them has
+    size 1, and keep those: the leading batch axis of a rank-4 image mapping (``[1, C, H, W]``), which
+    ``NeuralNetworkBuilder.set_pre_processing_parameters`` (``make_image_input`` with ``NHWC``) follows with
+    ``axes = [1, 2, 0]`` written for the array's ``[C, H, W]``, and which Core ML runs (coremltools' tests).
+    """
 
     def __init__(self, axes: list[int]) -> None:
         super().__init__()
         self.axes = axes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rank = nd_rank(x)
-        if sorted(a % rank for a in self.axes) != list(range(rank)) or len(self.axes) != rank:
+        rank, n = nd_rank(x), len(self.axes)
+        lead = rank - n
+        if (sorted(a % max(n, 1) for a in self.axes) != list(range(n)) or lead < 0
+                or any(int(d) != 1 for d in x.shape[1:1 + lead])):
             raise ValueError(f"axes {self.axes} are not a permutation of the {rank} axes of the input")
-        return x.permute([0, *(a % rank + 1 for a in self.axes)])
+        return x.permute([*range(1 + lead), *(a % n + 1 + lead for a in self.axes)])
 
 
 @register("transpose")

@@ -21,15 +21,27 @@ from mlupdate.layers.common import align, as_sequence, check_size, int_list, nd_
 
 
 class Concat(nn.Module):
-    """``concat`` (legacy: channels, axis -3) and ``concatND`` (a Core ML axis)."""
+    """``concat`` (legacy: channels, axis -3) and ``concatND`` (a Core ML axis).
 
-    def __init__(self, axis: int) -> None:
+    With ``interleave`` (concatND), output slice ``k * n + i`` along the axis is slice ``k`` of input ``i``
+    (the proto's ``output[i::n] = in_i``); the inputs must then be equally long on that axis.
+    """
+
+    def __init__(self, axis: int, interleave: bool = False) -> None:
         super().__init__()
-        self.axis = axis
+        self.axis, self.interleave = axis, interleave
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         xs = align(xs)
-        return torch.cat(xs, dim=nd_dim(self.axis, xs[0]))
+        dim = nd_dim(self.axis, xs[0])
+        if not self.interleave or len(xs) == 1:
+            return torch.cat(xs, dim=dim)
+        sizes = [int(x.shape[dim]) for x in xs]
+        if len(set(sizes)) != 1:
+            raise ValueError(f"interleaved concatenation needs inputs of one size along axis {self.axis}; "
+                             f"got sizes {sizes}")
+        y = torch.stack(xs, dim=dim + 1)  # [.., L, n, ..]: slice k of every input, in input order
+        return y.flatten(dim, dim + 1)
 
 
 class SequenceConcat(nn.Module):
@@ -46,14 +58,14 @@ def _concat(p: Any, ctx: BuildContext) -> nn.Module:
 
 @register("concatND")
 def _concat_nd(p: Any, ctx: BuildContext) -> nn.Module:
-    return Concat(int(p.axis))
+    return Concat(int(p.axis), bool(p.interleave))
 
 
 class Split(nn.Module):
     """``split`` (equal parts along axis -3) and ``splitND`` (given sizes, or ``n`` parts).
 
-    ``n`` parts of an axis of size ``L`` have size ``ceil(L / n)``, the last one what is left
-    (11 in 3 parts: 4, 4, 3), as Core ML splits.
+    ``n`` parts of an axis of size ``L``: the first ``L % n`` have ``L // n + 1`` elements, the others
+    ``L // n`` (7 in 3 parts: 3, 2, 2), as ``numpy.array_split``, which coremltools' splitND test expects.
     """
 
     def __init__(self, axis: int, n: int, sizes: list[int]) -> None:
@@ -67,8 +79,8 @@ class Split(nn.Module):
         if not sizes:
             if self.n > length:
                 raise ValueError(f"{self.n} parts of an axis of size {length} would leave empty parts")
-            part = -(-length // self.n)
-            sizes = [min(part, length - i * part) for i in range(self.n)]
+            part, extra = divmod(length, self.n)
+            sizes = [part + (i < extra) for i in range(self.n)]
         if sum(sizes) != length or min(sizes) <= 0:
             raise ValueError(f"split sizes {sizes} do not add up to the axis size {length}")
         return tuple(torch.split(x, sizes, dim=dim))
@@ -237,17 +249,23 @@ def _stack(p: Any, ctx: BuildContext) -> nn.Module:
 
 
 class Tile(nn.Module):
-    """``tile``: repeat the input ``reps`` times per Core ML axis."""
+    """``tile``: repeat the input ``reps`` times per Core ML axis.
+
+    Fewer reps than the input's rank are made up with leading ones (the proto's ``reps = (6)`` on a rank-3
+    input is ``(1, 1, 6)``, as ``numpy.tile``); more are refused.
+    """
 
     def __init__(self, reps: list[int]) -> None:
         super().__init__()
         self.reps = reps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if len(self.reps) != nd_rank(x):
-            raise ValueError(f"{len(self.reps)} reps for a rank-{nd_rank(x)} input")
-        check_size([int(d) * r for d, r in zip(x.shape[1:], self.reps, strict=True)], f"tiling by {self.reps}")
-        return x.repeat([1, *self.reps])
+        rank = nd_rank(x)
+        if len(self.reps) > rank:
+            raise ValueError(f"{len(self.reps)} reps for a rank-{rank} input; give at most one rep per axis")
+        reps = [1] * (rank - len(self.reps)) + self.reps
+        check_size([int(d) * r for d, r in zip(x.shape[1:], reps, strict=True)], f"tiling by {self.reps}")
+        return x.repeat([1, *reps])
 
 
 class DynamicTile(nn.Module):

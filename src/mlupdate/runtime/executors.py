@@ -104,7 +104,7 @@ def onnx_executor(graph: Graph, samples: list[np.ndarray], batched: bool, cache_
 
 def make_executor(graph: Graph, samples: list[np.ndarray], execution: Execution, batched: bool,
                   cache_key: str | None = None, dynamic_hw: tuple[int, ...] = (),
-                  exportable: bool = True) -> TorchExecutor | OnnxExecutor:
+                  exportable: bool = True, dry_run: bool = True) -> TorchExecutor | OnnxExecutor:
     """Choose the executor that ``execution`` decided on.
 
     On CUDA (:attr:`Execution.cuda`) the torch graph runs there; otherwise the ONNX export runs on
@@ -112,12 +112,13 @@ def make_executor(graph: Graph, samples: list[np.ndarray], execution: Execution,
     ``execution.executor`` ``torch`` or ``onnxruntime`` forces one (for comparisons and debugging).
     ``dynamic_hw``: inputs with flexible image sizes. ``exportable=False`` (a layer that ONNX cannot
     express: control flow, random, value-dependent shapes) runs the torch graph, also when onnxruntime
-    was asked for.
+    was asked for. ``dry_run=False`` skips the torch graph's load-time run on ``samples`` (flexible input
+    shapes: the declared default need not be a shape the layers accept).
     """
     executor, threads, cuda = execution.executor, execution.threads, execution.cuda
     if executor == "torch" or (executor == "auto" and cuda) or not exportable:
         torch_executor = TorchExecutor(graph, "cuda" if cuda else "cpu", threads)
-        if batched:  # a dry run on the sample inputs: layers that do not fit their inputs fail at load
+        if batched and dry_run:  # a run on the sample inputs: layers that do not fit their inputs fail at load
             torch_executor.run(samples)
         return torch_executor
     if executor == "onnxruntime":

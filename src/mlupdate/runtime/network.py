@@ -95,11 +95,15 @@ class NetworkProgram:
         used = [graph.layers[n.key] for n in graph.nodes]
         # examples stack along the graph's own leading axis unless a layer's shapes depend on values
         self.batched = not any(getattr(m, "per_example", False) for m in used)
-        # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with
-        exportable = all(getattr(m, "exportable", True) for m in used) and not any(f.flexible for f in self.inputs)
+        # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with; they are
+        # checked against the layers at predict (Core ML accepts a range whose default shape a layer refuses),
+        # as are shapes that follow a legacy input's run-time sequence length (mlupdate.layers.shape.Permute)
+        flexible = any(f.flexible for f in self.inputs) or any(getattr(m, "sequence_shapes", False) for m in used)
+        exportable = all(getattr(m, "exportable", True) for m in used) and not flexible
         # two examples when batched: a layer that reaches into the examples axis fails at load, not later
         self.executor = make_executor(graph, self.sample_inputs(2 if self.batched else 1), execution,
-                                      self.batched, cache_key, self.flexible_images, exportable)
+                                      self.batched, cache_key, self.flexible_images, exportable,
+                                      dry_run=not flexible)
 
     @property
     def graph(self) -> Graph:
@@ -238,7 +242,7 @@ class NetworkProgram:
             c = f.image_constraint
             return image_blob(c.to_array(c.prepare(value, crop_and_scale)), self.nd, self.rank4_images)
         if f.type == "multiArray":
-            return to_blob(check_array(value, f), self.nd)
+            return to_blob(check_array(value, f, sequence=not self.nd), self.nd)
         raise FeatureError(f"Input '{f.name}' is of type {f.type}, which neural networks do not take.")
 
     # -- running -------------------------------------------------------------------------------
@@ -261,10 +265,15 @@ class NetworkProgram:
     def _declared(self, arr: np.ndarray, fd: FeatureDescription) -> np.ndarray:
         """One example's output blob as Core ML returns it: the declared shape and data type.
 
-        ND blobs already have their Core ML shape. A legacy blob ``[C, H, W]`` (or ``[Seq, C, H, W]``)
-        takes the declared shape when its size matches, else ``[Seq, 1, C, H, W]`` for ``Seq > 1``.
+        ND blobs have their Core ML shape, except that one with more axes than the declared shape, the extra
+        leading ones of size 1 (the batch axis of a rank-4 image mapping), takes the declared shape when its size
+        matches: an image input added by coremltools' ``make_image_input`` to a network declared for ``(3, 1, 1)``
+        arrays gives ``(3, 1, 1)`` on Core ML, not ``(1, 3, 1, 1)`` (coremltools' tests). A legacy blob
+        ``[C, H, W]`` (or ``[Seq, C, H, W]``) takes the declared shape when its size matches, else
+        ``[Seq, 1, C, H, W]`` for ``Seq > 1``.
         """
-        if fd.shape and arr.size == int(np.prod(fd.shape)) and not self.nd:
+        fits = bool(fd.shape) and arr.size == int(np.prod(fd.shape))
+        if fits and (not self.nd or (arr.ndim > len(fd.shape) and all(d == 1 for d in arr.shape[:-len(fd.shape)]))):
             arr = arr.reshape(fd.shape)
         elif not self.nd and arr.ndim == 4:
             arr = arr[:, None]

@@ -28,7 +28,7 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor
               "tensor(int16)": np.int16, "tensor(bool)": np.bool_}
 
 #: Bumped whenever the export (graph, rewrite pass, held layouts) changes what an artifact holds.
-EXPORT_VERSION = "4"
+EXPORT_VERSION = "5"  # 5: the layer semantics of issue 19 (interleave, log epsilon, tile, splitND, ...)
 
 
 @functools.cache
