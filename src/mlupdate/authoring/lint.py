@@ -1,7 +1,8 @@
 """``mlupdate.lint``: what Core ML's validator would say about an updatable model, before you ship it.
 
-Covers Core ML's updatable neural-network rules (:mod:`mlupdate.authoring.lint_rules`), the
-pipeline rules (only the last model updatable), the k-NN classifier rules and linked models.
+Covers Core ML's updatable neural-network rules (:mod:`mlupdate.authoring.lint_rules`), the update
+failures its validator misses (:mod:`mlupdate.authoring.lint_device`, warnings), the pipeline rules
+(only the last model updatable), the k-NN classifier rules and linked models.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mlupdate.authoring import netgraph as ng
+from mlupdate.authoring.lint_device import device_problems
 from mlupdate.authoring.lint_rules import Problem, int64_problems, network_problems
 from mlupdate.errors import Error
 from mlupdate.spec.io import folder_of, resolve_spec
@@ -108,7 +110,7 @@ def _model(spec: Any, where: str, errors_only: bool = False) -> list[Problem]:
 def _network(spec: Any) -> list[Problem]:
     nn = ng.network(spec)
     if spec.isUpdatable:
-        return network_problems(spec)
+        return network_problems(spec) + device_problems(spec)
     flagged = [layer.name for layer in nn.layers if layer.isUpdatable]
     if flagged or nn.updateParams.lossLayers:
         return [Problem("warning", "not-updatable", f"Layers {flagged} or a loss are set up for training, but the "
