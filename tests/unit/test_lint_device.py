@@ -194,3 +194,12 @@ def test_mlupdate_update_prints_the_warnings_before_training(tmp_path, capsys):
                  "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "warning: [device-single-unit-softmax]" in err and "changes nothing" in err
+
+
+def test_the_lint_docs_list_every_code_with_its_issue():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "lint.md").read_text()
+    for code, rule in DEVICE_RULES.items():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{code}` |")), "")
+        assert row and (rule.issue in row or "no coremltools issue" in row), code
