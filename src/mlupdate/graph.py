@@ -42,6 +42,10 @@ class Preprocess(nn.Module):
                              .reshape(-1, 1, 1))
         self.has_mean = mean is not None
         if mean is not None:
+            if len(mean) != shape[0] * shape[1] * shape[2]:
+                raise SpecError(f"The image preprocessing's meanImage holds {len(mean)} values but the image is "
+                                f"{shape[0]}x{shape[1]}x{shape[2]}; store one mean per pixel and channel "
+                                f"({shape[0] * shape[1] * shape[2]} values) or use a scaler instead.")
             self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).reshape(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -6,17 +6,22 @@ classic types as coremltools converts them from scikit-learn, and the other mode
 recommender, sound preprocessing, confidence thresholding) as their tests build them. A mutation
 changes one field somewhere in the spec (a number to 0, -1 or a huge value, a list shortened or
 extended, a blob name swapped, a message cleared), removes or duplicates a layer, or damages
-the serialized bytes.
+the serialized bytes. A third of them aim at what an outside fuzzer found slipping through
+(:func:`targeted`): a repeated field emptied, a count or size made negative, a feature of another
+type where an array is declared, a training input reshaped so that it disagrees with the loss, an
+empty message in place of the one a oneof holds (an empty meanImage for a scaler).
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from google.protobuf.descriptor import FieldDescriptor
 
 _INTS = (0, -1, 1, 2, 3, 7, 64, 2**31 - 1, -(2**31))
 _FLOATS = (0.0, -1.0, 1e-30, 1e30, float("nan"), float("inf"), 0.5)
@@ -46,6 +51,11 @@ def seeds() -> list[Seed]:
     reg = [{"input": rng.standard_normal(4).astype(np.float32), "out_true": rng.standard_normal(2).astype(np.float32)}
            for _ in range(6)]
     out.append(Seed("mse_regressor", M.mse_regressor(), {"input": reg[0]["input"]}, reg))
+    image = M.conv_classifier(image=True)
+    pre = image.neuralNetworkClassifier.preprocessing.add()
+    pre.featureName, pre.scaler.channelScale = "input", 1 / 255
+    photos = [{"input": rng.integers(0, 255, (6, 6), dtype=np.uint8), "label": M.LABELS[i % 3]} for i in range(3)]
+    out.append(Seed("image_classifier", image, {"input": photos[0]["input"]}, photos))
     out += _knn_seeds(rng)
     out += _classic_seeds(rng)
     out += _other_type_seeds(rng)
@@ -145,6 +155,10 @@ def _blob_names(spec: Any) -> list[str]:
 
 def mutate(spec: Any, rng: random.Random) -> str:
     """Change ``spec`` in place in one random way; returns what was done."""
+    if rng.random() < 0.3:
+        done = targeted(spec, rng)
+        if done:
+            return done
     kind = spec.WhichOneof("Type")
     net = getattr(spec, kind) if kind else None
     layers = getattr(net, "layers", None)
@@ -226,3 +240,122 @@ def damage(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     for _ in range(rng.randint(1, 4)):
         out[rng.randrange(len(out))] = rng.randrange(256)
     return bytes(out), "flipped bytes"
+
+
+_COUNT = re.compile(r"(?i)(num|count|size|channels|dimension|length|rank|axis|^k$|^n[A-Z])")
+_SIGNED = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT32,
+           FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED32, FieldDescriptor.TYPE_SFIXED64}
+_OTHER_TYPES = ("int64Type", "doubleType", "stringType", "dictionaryType", "imageType", "sequenceType",
+                "multiArrayType")
+
+
+def targeted(spec: Any, rng: random.Random) -> str | None:
+    """One of the mutations aimed at the bad-file class; None when the spec has nothing to aim at."""
+    kinds = [_empty_repeated, _negative_count, _other_feature_type, _reshape_training_input, _other_oneof]
+    rng.shuffle(kinds)
+    for kind in kinds:
+        done = kind(spec, rng)
+        if done:
+            return done
+    return None
+
+
+def _fields(spec: Any, want: Any) -> list[tuple[str, Any, Any]]:
+    """``(path, message, field)`` for every set field (repeated ones non-empty) that ``want(field)`` accepts."""
+    out = []
+    for path, msg in _messages(spec):
+        for fd, _value in msg.ListFields():
+            if want(fd):
+                out.append((path, msg, fd))
+    return out
+
+
+def _is_repeated(fd: Any) -> bool:
+    return fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED
+
+
+def _empty_repeated(spec: Any, rng: random.Random) -> str | None:
+    found = _fields(spec, lambda fd: _is_repeated(fd) and not (fd.message_type and fd.message_type.GetOptions()
+                                                                 .map_entry))
+    if not found:
+        return None
+    path, msg, fd = rng.choice(found)
+    del getattr(msg, fd.name)[:]
+    return f"emptied {path}.{fd.name}"
+
+
+def _negative_count(spec: Any, rng: random.Random) -> str | None:
+    found = _fields(spec, lambda fd: fd.type in _SIGNED and _COUNT.search(fd.name) is not None)
+    if not found:
+        return None
+    path, msg, fd = rng.choice(found)
+    value = rng.choice((-1, -2, -7, -(2**31)))
+    if _is_repeated(fd):
+        items = getattr(msg, fd.name)
+        items[rng.randrange(len(items))] = value
+    else:
+        setattr(msg, fd.name, value)
+    return f"set {path}.{fd.name} to {value}"
+
+
+def _features(spec: Any) -> list[tuple[str, Any]]:
+    d = spec.description
+    return [(f"{group}[{i}] '{f.name}'", f) for group in ("input", "output", "trainingInput")
+            for i, f in enumerate(getattr(d, group))]
+
+
+def _other_feature_type(spec: Any, rng: random.Random) -> str | None:
+    arrays = [(w, f) for w, f in _features(spec) if f.type.WhichOneof("Type") in ("multiArrayType", "imageType")]
+    if not arrays:
+        return None
+    where, f = rng.choice(arrays)
+    new = rng.choice([t for t in _OTHER_TYPES if t != f.type.WhichOneof("Type")])
+    same_name = [g for _, g in _features(spec) if g.name == f.name] if rng.random() < 0.5 else [f]
+    for g in same_name:  # the input and its training twin together, or only one of them
+        g.type.ClearField(g.type.WhichOneof("Type") or "multiArrayType")
+        typed = getattr(g.type, new)
+        if new == "dictionaryType":
+            getattr(typed, rng.choice(("stringKeyType", "int64KeyType"))).SetInParent()
+        elif new == "sequenceType":
+            typed.int64Type.SetInParent()
+        elif new == "imageType":
+            typed.width, typed.height, typed.colorSpace = 4, 4, 10
+        elif new == "multiArrayType":
+            typed.shape.append(rng.choice((1, 3)))
+            typed.dataType = 65568  # FLOAT32
+        else:
+            typed.SetInParent()
+    return f"made {where} a {new}" + (" (with its twins)" if len(same_name) > 1 else "")
+
+
+def _reshape_training_input(spec: Any, rng: random.Random) -> str | None:
+    arrays = [(i, f) for i, f in enumerate(spec.description.trainingInput)
+              if f.type.WhichOneof("Type") == "multiArrayType"]
+    if not arrays:
+        return None
+    i, f = rng.choice(arrays)
+    shape = f.type.multiArrayType.shape
+    roll = rng.random()
+    if roll < 0.3 or not len(shape):
+        shape.append(rng.choice((1, 2, 3)))
+    elif roll < 0.5 and len(shape) > 1:
+        del shape[rng.randrange(len(shape))]
+    else:
+        j = rng.randrange(len(shape))
+        shape[j] = rng.choice([v for v in (1, 2, 3, 4, 5) if v != shape[j]])
+    return f"reshaped trainingInput[{i}] '{f.name}' to {list(shape)}"
+
+
+def _other_oneof(spec: Any, rng: random.Random) -> str | None:
+    found = []
+    for path, msg in _messages(spec):
+        for oneof in msg.DESCRIPTOR.oneofs:
+            current = msg.WhichOneof(oneof.name)
+            others = [fd for fd in oneof.fields if fd.message_type is not None and fd.name != current]
+            if current is not None and others:
+                found.append((path, msg, rng.choice(others)))
+    if not found:
+        return None
+    path, msg, fd = rng.choice(found)
+    getattr(msg, fd.name).SetInParent()
+    return f"set {path}.{fd.name} to an empty message"

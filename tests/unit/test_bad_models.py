@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from coremltools.models.nearest_neighbors import KNearestNeighborsClassifierBuilder
@@ -178,3 +180,106 @@ def test_classic_counts_past_the_limit_are_refused_before_allocating(kind, mutat
     mutate(spec)
     with pytest.raises(mlupdate.SpecError, match="limit"):
         mlupdate.Model(spec)
+
+
+# -- the four findings of the outside fuzzer (issue 19) -------------------------------------------------------
+
+
+def _updatable_knn():
+    b = KNearestNeighborsClassifierBuilder(input_name="features", output_name="label", number_of_dimensions=4,
+                                           default_class_label="none", k=2)
+    b.add_samples(np.random.default_rng(0).standard_normal((5, 4)), ["a", "b", "a", "b", "a"])
+    b.spec.isUpdatable = True
+    return b.spec
+
+
+def test_a_knn_whose_input_is_a_dictionary_is_refused_naming_the_input():
+    spec = _updatable_knn()
+    for fd in (spec.description.input[0], spec.description.trainingInput[0]):
+        fd.type.ClearField("multiArrayType")
+        fd.type.dictionaryType.stringKeyType.SetInParent()
+    with pytest.raises(mlupdate.Error, match="'features' is declared a dictionary.*multiArray of shape \\[4\\]"):
+        mlupdate.UpdateTask(spec, [{"features": {"a": 1.0}, "label": "a"}])
+    assert any(p.severity == "error" and "dictionary" in p.message for p in mlupdate.lint(spec))
+
+
+def test_a_knn_training_value_that_is_not_a_vector_is_refused_naming_the_example():
+    model = mlupdate.Model(_updatable_knn())
+    with pytest.raises(mlupdate.FeatureError, match="example 0: Input 'features' must be a numeric array.*dict"):
+        mlupdate.UpdateTask(model, [{"features": {"a": 1.0}, "label": "a"}])
+
+
+@pytest.mark.parametrize("samples", [0, 5], ids=["empty", "with samples"])
+def test_a_knn_index_with_negative_dimensions_is_refused_naming_the_field(samples):
+    spec = _updatable_knn()
+    knn = spec.kNearestNeighborsClassifier
+    knn.nearestNeighborsIndex.numberOfDimensions = -4
+    del knn.nearestNeighborsIndex.floatSamples[samples:]
+    del knn.stringClassLabels.vector[samples:]
+    with pytest.raises(mlupdate.SpecError, match="numberOfDimensions is -4; it must be positive"):
+        mlupdate.Model(spec)
+    assert any(p.severity == "error" and "numberOfDimensions" in p.message for p in mlupdate.lint(spec))
+
+
+@pytest.mark.parametrize("values", [0, 47], ids=["empty", "one short"])
+def test_a_mean_image_of_the_wrong_size_is_refused_naming_the_field(values):
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    b = NeuralNetworkBuilder([("image", datatypes.Array(3, 4, 4))], [("out", None)])
+    b.add_activation("relu", "RELU", "image", "out")
+    b.set_pre_processing_parameters(image_input_names=["image"])
+    pre = b.nn_spec.preprocessing[0]
+    pre.ClearField("scaler")
+    pre.meanImage.meanImage.extend([0.5] * values)
+    assert b.spec.description.input[0].type.WhichOneof("Type") == "imageType"
+    with pytest.raises(mlupdate.SpecError, match=f"meanImage holds {values} values but the image is 3x4x4.*48"):
+        mlupdate.Model(b.spec)
+    assert any(p.severity == "error" and "meanImage" in p.message for p in mlupdate.lint(b.spec))
+
+
+def test_a_mean_image_of_the_right_size_is_subtracted():
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    b = NeuralNetworkBuilder([("image", datatypes.Array(3, 4, 4))], [("out", None)])
+    b.add_activation("linear", "LINEAR", "image", "out", params=[1.0, 0.0])
+    b.set_pre_processing_parameters(image_input_names=["image"])
+    pre = b.nn_spec.preprocessing[0]
+    pre.ClearField("scaler")
+    mean = np.arange(48, dtype=np.float32)
+    pre.meanImage.meanImage.extend(mean.tolist())
+    pixels = np.full((4, 4, 3), 100, np.uint8)  # HxWxC
+    out = mlupdate.Model(b.spec).predict({"image": pixels})["out"]
+    np.testing.assert_allclose(np.asarray(out).reshape(3, 4, 4), 100.0 - mean.reshape(3, 4, 4))
+
+
+def _regressor_with_target_shape(shape):
+    from tests.unit import _update_models as M
+
+    spec = M.mse_regressor()
+    target = next(t for t in spec.description.trainingInput if t.name == "out_true")
+    del target.type.multiArrayType.shape[:]
+    target.type.multiArrayType.shape.extend(shape)
+    return spec
+
+
+@pytest.mark.parametrize("shape", [[4], [1]], ids=["larger", "smaller (torch would broadcast it)"])
+def test_a_training_input_shaped_unlike_the_loss_input_is_refused_before_training(shape):
+    spec = _regressor_with_target_shape(shape)
+    rng = np.random.default_rng(0)
+    rows = [{"input": rng.standard_normal(4).astype(np.float32),
+             "out_true": rng.standard_normal(shape).astype(np.float32)} for _ in range(4)]
+    want = re.escape(f"'out_true' declares shape {shape} but MSE loss 'mse' compares it with 'out', declared [2]")
+    with pytest.raises(mlupdate.NotUpdatableError, match=want):
+        mlupdate.UpdateTask(spec, rows)
+    assert [p.rule for p in mlupdate.lint(spec) if p.severity == "error"] == ["loss-target-shape"]
+
+
+def test_an_mse_target_that_is_not_an_array_is_refused():
+    spec = _regressor_with_target_shape([2])
+    target = next(t for t in spec.description.trainingInput if t.name == "out_true")
+    target.type.ClearField("multiArrayType")
+    target.type.stringType.SetInParent()
+    problems = [p for p in mlupdate.lint(spec) if p.rule == "loss-target-shape"]
+    assert problems and "must be a multiArray" in problems[0].message

@@ -1,8 +1,9 @@
 """``mlupdate.lint``: what Core ML's validator would say about an updatable model, before you ship it.
 
 The rules each model type follows are declared by its entry in :mod:`mlupdate.kinds` (Core ML's updatable
-neural-network rules in :mod:`mlupdate.authoring.lint_rules`, the pipeline rules, the k-NN classifier rules,
-linked models); this module adds what ``mlupdate.load`` would refuse.
+neural-network rules in :mod:`mlupdate.authoring.lint_rules` and the update failures its validator misses in
+:mod:`mlupdate.authoring.lint_device`, the pipeline rules, the k-NN classifier rules, linked models); this module
+adds what ``mlupdate.load`` would refuse.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlupdate.authoring import netgraph as ng
 from mlupdate.spec.model_types import UPDATABLE_LAYERS, network_of
+from mlupdate.spec.validate import loss_target_problems
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def network_problems(spec: Any) -> list[Problem]:
     out += _top_level(nn.updateParams)
     out += _backprop(nn)
     out += training_input_problems(spec, nn)
+    out += [_err("loss-target-shape", msg) for msg in loss_target_problems(spec)]
     return out
 
 

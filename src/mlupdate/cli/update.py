@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def _label(raw: str, labels: list[Any], target: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Validate, update, write and summarise."""
     import mlupdate
+    from mlupdate.authoring.lint_device import update_warnings
     from mlupdate.spec.io import read_spec
 
     if args.plot:  # before the update, not after it
@@ -153,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
     data = [{fd.name: _example_value(value, fd), label: _label(lab, labels, target)} for value, lab in pairs]
     overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
                                    ("mini_batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
+    for warning in update_warnings(spec):  # what would fail or do nothing on a device, before training here
+        print(warning, file=sys.stderr)
     losses: list[float] = []
     bar = _Bar()
     # by path, so a package's ML Program weights (and linked models) are found beside the spec

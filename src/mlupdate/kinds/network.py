@@ -47,11 +47,12 @@ def _stage_update(spec: Any, request: UpdateRequest, pipeline: Any,
 
 
 def _lint(spec: Any, errors_only: bool, folder: Path | None) -> list[Any]:
-    from mlupdate.authoring.lint_rules import Problem, network_problems  # torch: the rules run the network
+    from mlupdate.authoring.lint_device import device_problems  # torch: the rules run the network
+    from mlupdate.authoring.lint_rules import Problem, network_problems
 
     nn = network_of(spec)
     if spec.isUpdatable:
-        return network_problems(spec)
+        return network_problems(spec) + device_problems(spec)
     flagged = [layer.name for layer in nn.layers if layer.isUpdatable]
     if flagged or nn.updateParams.lossLayers:
         return [Problem("warning", "not-updatable", f"Layers {flagged} or a loss are set up for training, but the "

@@ -43,6 +43,9 @@ class KNNProgram:
         index = knn.nearestNeighborsIndex
         self.spec = spec
         self.dimensions = int(index.numberOfDimensions)
+        if self.dimensions <= 0:
+            raise SpecError(f"The k-NN index's numberOfDimensions is {self.dimensions}; it must be positive (the "
+                            "length of the input vector). Set it to the input's size.")
         self.k = int(knn.numberOfNeighbors.defaultValue)
         if self.k <= 0:
             raise SpecError(f"The k-NN's numberOfNeighbors is {self.k}; set a positive default.")
@@ -78,6 +81,10 @@ class KNNProgram:
             self.tree = cKDTree(self.samples, leafsize=leaf)
         d = spec.description
         self.input = FeatureDescription.from_proto(d.input[0])
+        if self.input.type != "multiArray":
+            raise SpecError(f"The k-NN's input '{self.input.name}' is declared a {self.input.type}; a k-NN reads a "
+                            f"vector of {self.dimensions} numbers. Declare it as a multiArray of shape "
+                            f"[{self.dimensions}].")
         if self.input.type == "multiArray" and self.input.shape and int(np.prod(self.input.shape)) != self.dimensions:
             raise SpecError(f"The k-NN's input '{self.input.name}' declares shape {list(self.input.shape)} but its "
                             f"index has {self.dimensions} dimensions; they must agree. Fix the input's shape.")

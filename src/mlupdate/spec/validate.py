@@ -71,3 +71,52 @@ def _weight_params(msg: Any) -> list[Any]:
         for v in values:
             found += [v] if field.message_type.name == "WeightParams" else _weight_params(v)
     return found
+
+
+def loss_target_problems(spec: Any) -> list[str]:
+    """Where an updatable network's loss target disagrees with what its loss reads (declared types and shapes).
+
+    An MSE target must be a multiArray holding as many values as the loss input (a model output);
+    a cross-entropy target that is a class index must hold one value. Each message names both
+    features, their shapes and the fix.
+    """
+    kind = spec.WhichOneof("Type")
+    if kind not in NN_TYPES:
+        return []
+    d = spec.description
+    training = {t.name: t for t in d.trainingInput}
+    outputs = {o.name: o for o in d.output}
+    out: list[str] = []
+    for loss in getattr(spec, kind).updateParams.lossLayers:
+        which = loss.WhichOneof("LossLayerType")
+        if which == "meanSquaredErrorLossLayer":
+            body = loss.meanSquaredErrorLossLayer
+            target, source = training.get(body.target), outputs.get(body.input)
+            if target is None:
+                continue
+            if target.type.WhichOneof("Type") != "multiArrayType":
+                out.append(f"Training input '{target.name}', the target of MSE loss '{loss.name}', is declared a "
+                           f"{target.type.WhichOneof('Type') or 'feature without a type'}; an MSE target must be a "
+                           "multiArray. Declare it as a multiArray shaped like the loss input.")
+                continue
+            if source is None or source.type.WhichOneof("Type") != "multiArrayType":
+                continue
+            want, got = _declared_shape(source), _declared_shape(target)
+            if want and got and math.prod(want) != math.prod(got):
+                out.append(f"Training input '{target.name}' declares shape {got} but MSE loss '{loss.name}' compares "
+                           f"it with '{source.name}', declared {want}; they must hold the same number of values. "
+                           f"Declare '{target.name}' with shape {want}.")
+        elif which == "categoricalCrossEntropyLossLayer" and (kind != "neuralNetworkClassifier"
+                                                               or d.predictedFeatureName not in training):
+            target = training.get(loss.categoricalCrossEntropyLossLayer.target)
+            if target is not None and target.type.WhichOneof("Type") == "multiArrayType":
+                got = _declared_shape(target)
+                if got and math.prod(got) != 1:
+                    out.append(f"Training input '{target.name}', the class-index target of cross-entropy loss "
+                               f"'{loss.name}', declares shape {got}; a class index is one value. Declare it with "
+                               "shape [1].")
+    return out
+
+
+def _declared_shape(fd: Any) -> list[int]:
+    return [int(v) for v in fd.type.multiArrayType.shape]
