@@ -1,8 +1,8 @@
 """Labelled photos from folders, and their partition into simulated users.
 
 A DATA folder holds ``<label>/<image>`` files (``mlupdate update``'s layout), or ``train/`` and ``test/``
-folders of that layout: users share ``train/``, the server evaluates on ``test/``. Folder names match the
-model's class labels exactly or, failing that, ignoring case (``cat/`` is ``Cat``).
+folders of that layout: users share ``train/``, the server evaluates on ``test/``. They are read by
+:func:`mlupdate.update.files.labelled`, ``mlupdate update``'s reader, with its label rule.
 
 Partitions (seeded, numpy only): ``iid`` (shuffled, equal shares), ``by-label`` (each user holds one label;
 labels go round the users) and ``dirichlet:ALPHA`` (per label, shares drawn from Dirichlet(ALPHA); small
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from mlupdate.cli.update import read_data
 from mlupdate.errors import ParameterError, TrainingDataError
 from mlupdate.spec.description import Description
+from mlupdate.update.files import labelled
 
 Pair = tuple[str, Any]  # (image path, class label)
 
@@ -46,27 +46,6 @@ def split_dirs(data: str | Path) -> tuple[Path, Path | None]:
     if (root / "train").is_dir():
         return root / "train", (root / "test") if (root / "test").is_dir() else None
     return root, None
-
-
-def labelled(folder: str | Path, labels: Sequence[Any]) -> list[Pair]:
-    """``(path, class label)`` pairs of a class-folder tree or CSV, folder names mapped to the class labels.
-
-    Raises:
-        TrainingDataError: No images, or a folder name that is no class label (even ignoring case).
-    """
-    by_lower = {str(lab).lower(): lab for lab in labels}
-    out: list[Pair] = []
-    for path, name in read_data(str(folder)):
-        if name in labels:
-            out.append((path, name))
-        elif isinstance(labels[0], int) and name.lstrip("-").isdigit() and int(name) in labels:
-            out.append((path, int(name)))
-        elif name.lower() in by_lower:
-            out.append((path, by_lower[name.lower()]))
-        else:
-            raise TrainingDataError(f"{folder}: folder '{name}' is not one of the model's class labels "
-                                    f"({', '.join(map(str, labels))}). Rename it to one of them.")
-    return out
 
 
 def examples(pairs: Sequence[Pair], image: str, label: str) -> list[dict[str, Any]]:

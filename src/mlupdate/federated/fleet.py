@@ -17,9 +17,10 @@ from typing import Any
 
 from mlupdate.errors import Error, TrainingDataError
 from mlupdate.federated.config import RAY_OBJECT_STORE_BYTES
-from mlupdate.federated.data import examples, hold_out, io_names, labelled, split_dirs
+from mlupdate.federated.data import examples, hold_out, io_names, split_dirs
 from mlupdate.federated.local import evaluate_local, forget, load_spec, train_local
 from mlupdate.spec.io import write_spec
+from mlupdate.update.files import labelled
 
 Result = dict[str, Any]
 

@@ -1,0 +1,82 @@
+"""Ctrl-C (SIGINT) and SIGTERM: every command stops within a second or two and leaves nothing half-done.
+
+SIGTERM is raised in the main thread as :class:`Terminated`, a ``KeyboardInterrupt``, so both signals
+unwind the same way: work running on another thread (an ``UpdateTask``) is cancelled and waited for,
+atomic writes remove their temporary files, Ray is shut down by the ``finally`` that started it, and the
+command exits with 128 + the signal's number (130, 143) after one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+STOP_S = 5.0  # how long a cancelled update may take to reach its next check (a mini-batch, a chunk)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is."""
+
+
+def exit_status(exc: KeyboardInterrupt) -> int:
+    """128 + the signal's number: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (from other threads: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_task(task: Any) -> None:
+    """Run an ``UpdateTask`` to its end; on Ctrl-C or SIGTERM cancel it, wait for its thread, re-raise.
+
+    Waiting in short steps keeps the main thread responsive to signals; the worker thread is never left
+    running inside torch when the process exits (which aborts it with "terminate called without an active
+    exception").
+    """
+    task.resume()
+    try:
+        while not task.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        task.cancel()
+        task.wait(STOP_S)
+        raise
+
+
+def settle(exc: KeyboardInterrupt, command: str) -> int:
+    """Say how the command stopped (one line) and return its exit status.
+
+    A worker thread of mlupdate's that is still running after :data:`STOP_S` (inside one long native
+    call) ends the process at once: finalising the interpreter under it would abort.
+    """
+    import os
+    import sys
+
+    code = exit_status(exc)
+    how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    print(f"mlupdate {command}: stopped by {how}; unfinished work was cancelled and no partial output was left.",
+          file=sys.stderr, flush=True)
+    busy = [t for t in threading.enumerate() if t.name.startswith("mlupdate-") and t.is_alive()]
+    for t in busy:
+        t.join(STOP_S)
+    if any(t.is_alive() for t in busy):
+        sys.stdout.flush()
+        os._exit(code)
+    return code
