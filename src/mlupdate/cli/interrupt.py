@@ -63,19 +63,26 @@ def run_task(task: Any) -> None:
 def settle(exc: KeyboardInterrupt, command: str) -> int:
     """Say how the command stopped (one line) and return its exit status.
 
-    A worker thread of mlupdate's that is still running after :data:`STOP_S` (inside one long native
-    call) ends the process at once: finalising the interpreter under it would abort.
+    mlupdate's worker threads get :data:`STOP_S` to reach their next cancellation check, other
+    threads that would hold the process open (Flower's server thread, waiting for users that Ray no
+    longer runs) one second; one still running then ends the process at once, as finalising the
+    interpreter under a thread inside torch aborts it.
     """
     import os
     import sys
+    import time
 
     code = exit_status(exc)
     how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
     print(f"mlupdate {command}: stopped by {how}; unfinished work was cancelled and no partial output was left.",
           file=sys.stderr, flush=True)
-    busy = [t for t in threading.enumerate() if t.name.startswith("mlupdate-") and t.is_alive()]
+    now = time.monotonic()
+    ours = now + STOP_S
+    others = now + 1.0
+    busy = [t for t in threading.enumerate()
+            if t is not threading.current_thread() and (t.name.startswith("mlupdate-") or not t.daemon)]
     for t in busy:
-        t.join(STOP_S)
+        t.join(max(0.0, (ours if t.name.startswith("mlupdate-") else others) - time.monotonic()))
     if any(t.is_alive() for t in busy):
         sys.stdout.flush()
         os._exit(code)

@@ -91,6 +91,7 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
     import uvicorn
 
     import mlupdate
+    from mlupdate.cli.interrupt import STOP_S
     from mlupdate.web import create_app
 
     if samples is not None and not samples.is_dir():
@@ -113,7 +114,17 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
                   f"{', '.join(hosts[-2:] if host in ('0.0.0.0', '::') else [host])}; add others with "
                   "--allow-host).", file=sys.stderr)
         log_actions()
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        service = app.state.service
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                service.cancel_training()  # ends a Train's event stream, so shutting down does not wait for it
+                super().handle_exit(sig, frame)
+
+        try:  # uvicorn raises the signal that stopped it again once it has shut down
+            Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)).run(sockets=[sock])
+        finally:
+            service.cancel_training(STOP_S)
     finally:
         sock.close()
     return 0

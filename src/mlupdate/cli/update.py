@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 
@@ -32,11 +31,13 @@ def run(args: argparse.Namespace) -> int:
     """Validate, update, write and summarise."""
     import mlupdate
     from mlupdate.cli.interrupt import run_task
+    from mlupdate.cli.outputs import check_file
     from mlupdate.spec.io import read_spec
     from mlupdate.update.files import read_examples
 
-    if Path(args.out).resolve() == Path(args.model).resolve():
-        raise mlupdate.UpdateError("--out must differ from MODEL: mlupdate never overwrites the source model.")
+    check_file(args.out, "--out", source=args.model)
+    if args.plot:
+        check_file(args.plot, "--plot", source=args.model)
     spec = read_spec(args.model)
     desc = mlupdate.Description.from_spec(spec)
     data = read_examples(args.data, desc)

@@ -19,7 +19,7 @@ import numpy as np
 
 from mlupdate.errors import ParameterError, TrainingDataError
 from mlupdate.spec.description import Description
-from mlupdate.update.files import labelled
+from mlupdate.update import files
 
 Pair = tuple[str, Any]  # (image path, class label)
 
@@ -48,6 +48,18 @@ def split_dirs(data: str | Path) -> tuple[Path, Path | None]:
     return root, None
 
 
+def labelled(folder: str | Path, labels: Sequence[Any], announce: bool = False) -> list[Pair]:
+    """``(path, class label)`` pairs of a user's folder (:func:`mlupdate.update.files.labelled`).
+
+    Nodes read quietly (``announce=False``): the command that starts them announces a case-insensitive
+    reading of the folder names once.
+
+    Raises:
+        TrainingDataError: No images, or a folder that names no class label.
+    """
+    return files.labelled(folder, labels, announce=announce)
+
+
 def examples(pairs: Sequence[Pair], image: str, label: str) -> list[dict[str, Any]]:
     """Training examples (feature dicts) for an ``UpdateTask``."""
     return [{image: path, label: lab} for path, lab in pairs]
@@ -67,8 +79,11 @@ def hold_out(pairs: Sequence[Pair], fraction: float, seed: int) -> tuple[list[Pa
     return train, test
 
 
-def federation_split(data: str | Path, labels: Sequence[Any], seed: int) -> tuple[list[Pair], list[Pair]]:
+def federation_split(data: str | Path, labels: Sequence[Any], seed: int, announce: bool = False) \
+        -> tuple[list[Pair], list[Pair]]:
     """(users' pairs, server's held-out pairs) of DATA: ``train/`` and ``test/``, else 20% of every label held out.
+
+    ``announce``: warn once when folder names match the labels only ignoring case (the command does).
 
     Raises:
         TrainingDataError: No DATA configured, no images, or a folder that is no class label.
@@ -77,8 +92,8 @@ def federation_split(data: str | Path, labels: Sequence[Any], seed: int) -> tupl
         raise TrainingDataError("No DATA folder configured: set 'data' in the run config (a folder of <label>/ "
                                 "folders, or of train/ and test/ ones).")
     users, test = split_dirs(data)
-    pairs = labelled(users, labels)
-    return (pairs, labelled(test, labels)) if test is not None else hold_out(pairs, 0.2, seed)
+    pairs = labelled(users, labels, announce)
+    return (pairs, labelled(test, labels, announce)) if test is not None else hold_out(pairs, 0.2, seed)
 
 
 def partition(labels: Sequence[Any], users: int, scheme: str = "iid", seed: int = 0) -> list[list[int]]:

@@ -6,7 +6,7 @@ rows starting with ``#`` are skipped.
 
 The label rule: a folder or CSV label is a class label when it equals one exactly, or, failing that, when it
 equals exactly one class label ignoring case (``cat/`` is ``Cat``); the case-insensitive reading is announced
-once, as a :class:`LabelCaseWarning`. A label that matches none, or several ignoring case, is refused.
+once per process, as a :class:`LabelCaseWarning`. A label that matches none, or several ignoring case, is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from mlupdate.errors import TrainingDataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic"})
 ARRAY_SUFFIXES = frozenset({".npy"})
+_ANNOUNCED: set[str] = set()  # the case-insensitive readings already announced in this process
 
 
 class LabelCaseWarning(UserWarning):
@@ -107,13 +108,16 @@ def _numbers(cells: list[str], root: Path, line: int) -> list[float]:
                                 f"{','.join(cells)!r}. Fix the row or remove it.") from None
 
 
-def match_labels(pairs: Sequence[tuple[Any, str]], labels: Sequence[Any], source: str | Path) -> list[tuple[Any, Any]]:
+def match_labels(pairs: Sequence[tuple[Any, str]], labels: Sequence[Any], source: str | Path,
+                 announce: bool = True) -> list[tuple[Any, Any]]:
     """The pairs with each label replaced by the model's class label it names (the label rule above).
 
     Args:
         pairs: ``(value, label as written)``.
         labels: The model's class labels (strings or ints).
         source: The folder or CSV, for messages.
+        announce: Warn (once per process) when labels were matched ignoring case; False for
+            workers whose caller has announced it already.
 
     Raises:
         TrainingDataError: A label that is no class label, or that matches several ignoring case.
@@ -138,21 +142,22 @@ def match_labels(pairs: Sequence[tuple[Any, str]], labels: Sequence[Any], source
                                     "Rename the folder (or the CSV's label) to one of them.")
         mapping[name] = near[0]
         loose.append(name)
-    if loose:
-        warnings.warn(f"labels {', '.join(loose)} are read as the model's class labels "
-                      f"{', '.join(str(mapping[n]) for n in loose)} (matched ignoring case).", LabelCaseWarning,
-                      stacklevel=2)
+    note = (f"labels {', '.join(loose)} are read as the model's class labels "
+            f"{', '.join(str(mapping[n]) for n in loose)} (matched ignoring case).")
+    if loose and announce and note not in _ANNOUNCED:
+        _ANNOUNCED.add(note)
+        warnings.warn(note, LabelCaseWarning, stacklevel=2)
     return [(value, mapping[lab]) for value, lab in pairs]
 
 
-def labelled(data: str | Path, labels: Sequence[Any], suffixes: Iterable[str] = IMAGE_SUFFIXES) \
-        -> list[tuple[Any, Any]]:
+def labelled(data: str | Path, labels: Sequence[Any], suffixes: Iterable[str] = IMAGE_SUFFIXES,
+             announce: bool = True) -> list[tuple[Any, Any]]:
     """``(value, class label)`` pairs of DATA: :func:`read_labelled` then :func:`match_labels`.
 
     Raises:
         TrainingDataError: What either raises.
     """
-    return match_labels(read_labelled(data, suffixes), labels, data)
+    return match_labels(read_labelled(data, suffixes), labels, data, announce)
 
 
 def read_examples(data: str | Path, desc: Any) -> list[dict[str, Any]]:

@@ -304,6 +304,13 @@ class AppService:
             task.resume()
             return job
 
+    def cancel_training(self, timeout: float | None = 0.0) -> None:
+        """Cancel a running Train (it fails, writes nothing) and wait up to ``timeout`` seconds for it to stop."""
+        job = self.job
+        if job is not None and job.task is not None and job.state == "running":
+            job.task.cancel()
+            job.task.wait(timeout)
+
     def _progress(self, job: TrainingJob, ctx: Any) -> None:
         m = ctx.metrics
         if ctx.event == "training_begin":
