@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-STOP_S = 5.0  # how long a cancelled update may take to reach its next check (a mini-batch, a chunk)
+T = TypeVar("T")
+
+STOP_S = 1.5  # how long a cancelled update may take to reach its next check (a mini-batch, an image, a chunk)
 
 
 class Terminated(KeyboardInterrupt):
@@ -43,6 +45,31 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def in_worker(fn: Callable[[], T], name: str = "mlupdate-work") -> T:
+    """``fn()`` on a daemon thread while the main thread waits for it; its result, or its exception.
+
+    Native code (torch's import, an ONNX export) calls back into Python; a ``KeyboardInterrupt`` raised
+    there crosses C++ and aborts the process ("terminate called after throwing an instance of
+    'pybind11::error_already_set'"). Signals are handled in the main thread only, so with the work on
+    another thread the interrupt lands here, in Python, and :func:`settle` ends the process cleanly.
+    """
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it is
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.1)
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
 def run_task(task: Any) -> None:
     """Run an ``UpdateTask`` to its end; on Ctrl-C or SIGTERM cancel it, wait for its thread, re-raise.
 
@@ -65,8 +92,9 @@ def settle(exc: KeyboardInterrupt, command: str) -> int:
 
     mlupdate's worker threads get :data:`STOP_S` to reach their next cancellation check, other
     threads that would hold the process open (Flower's server thread, waiting for users that Ray no
-    longer runs) one second; one still running then ends the process at once, as finalising the
-    interpreter under a thread inside torch aborts it.
+    longer runs) one second; one still running then (inside one long native call, such as the frozen
+    part's first export) ends the process at once, as finalising the interpreter under a thread inside
+    torch aborts it. Its outputs are atomic: a file is complete or absent.
     """
     import os
     import sys

@@ -123,8 +123,10 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
 
         try:  # uvicorn raises the signal that stopped it again once it has shut down
             Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)).run(sockets=[sock])
-        finally:
-            service.cancel_training(STOP_S)
+        except BaseException:
+            service.cancel_training()  # the command's interrupt handling waits for it
+            raise
+        service.cancel_training(STOP_S)
     finally:
         sock.close()
     return 0

@@ -30,7 +30,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate, update, write and summarise."""
     import mlupdate
-    from mlupdate.cli.interrupt import run_task
+    from mlupdate.cli.interrupt import in_worker, run_task
     from mlupdate.cli.outputs import check_file
     from mlupdate.spec.io import read_spec
     from mlupdate.update.files import read_examples
@@ -45,10 +45,12 @@ def run(args: argparse.Namespace) -> int:
                                    ("mini_batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
     losses: list[float] = []
     bar = _Bar()
-    task = mlupdate.UpdateTask(spec, data, parameters=overrides, progress_handlers=mlupdate.ProgressHandlers(
-        {"training_begin", "mini_batch_end", "epoch_end"}, lambda ctx: bar.update(ctx, losses)))
+    handlers = mlupdate.ProgressHandlers({"training_begin", "mini_batch_end", "epoch_end"},
+                                         lambda ctx: bar.update(ctx, losses))
+    # building the task imports torch and compiles the network: off the main thread, which takes Ctrl-C
+    task = in_worker(lambda: mlupdate.UpdateTask(spec, data, parameters=overrides, progress_handlers=handlers))
     if args.dry_run:
-        n = task.validate()
+        n = in_worker(task.validate)
         label = next(n for n in desc.training_inputs if n not in desc.inputs)
         print(f"OK: {n} examples match the model ({', '.join(sorted({str(ex[label]) for ex in data}))}); "
               f"parameters {task.parameters}.")
