@@ -86,7 +86,8 @@ def log_actions() -> None:
 
 
 def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, port: int,
-          max_upload_mb: float = 10, title: str = "Cat or Dog?", allow_hosts: list[str] | None = None) -> int:
+          max_upload_mb: float = 10, title: str = "Cat or Dog?", allow_hosts: list[str] | None = None,
+          intro: str = "") -> int:
     """Build the app and run it under uvicorn until interrupted."""
     import uvicorn
 
@@ -106,7 +107,7 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
         if host in ("0.0.0.0", "::"):
             hosts += [socket.gethostname(), socket.getfqdn()]
         app = create_app(model, data_dir, samples, max_upload_bytes=int(max_upload_mb * 1024 * 1024), title=title,
-                         allowed_hosts=hosts)
+                         allowed_hosts=hosts, intro=intro)
         shown = f"[{host}]" if ":" in host else host
         print(f"Serving {model} at http://{shown}:{port}/  (personal data in {data_dir}; Ctrl+C to stop)", flush=True)
         if host not in ("127.0.0.1", "localhost", "::1"):
