@@ -48,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
 
+    shown: set[str] = set()
+
     def show(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
-        print(f"mlupdate {args.command}: warning: {message}", file=sys.stderr, flush=True)
+        if str(message) not in shown:  # once per command, whichever thread or library reset warnings' registry
+            shown.add(str(message))
+            print(f"mlupdate {args.command}: warning: {message}", file=sys.stderr, flush=True)
 
     try:
         with sigterm_raises(), warnings.catch_warnings():  # a warning: one line naming the command

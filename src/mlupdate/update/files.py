@@ -6,7 +6,8 @@ rows starting with ``#`` are skipped.
 
 The label rule: a folder or CSV label is a class label when it equals one exactly, or, failing that, when it
 equals exactly one class label ignoring case (``cat/`` is ``Cat``); the case-insensitive reading is announced
-once per process, as a :class:`LabelCaseWarning`. A label that matches none, or several ignoring case, is refused.
+as a :class:`LabelCaseWarning` (the command line shows each warning once). A label that matches none, or
+several ignoring case, is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from mlupdate.errors import TrainingDataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic"})
 ARRAY_SUFFIXES = frozenset({".npy"})
-_ANNOUNCED: set[str] = set()  # the case-insensitive readings already announced in this process
 
 
 class LabelCaseWarning(UserWarning):
@@ -116,8 +116,8 @@ def match_labels(pairs: Sequence[tuple[Any, str]], labels: Sequence[Any], source
         pairs: ``(value, label as written)``.
         labels: The model's class labels (strings or ints).
         source: The folder or CSV, for messages.
-        announce: Warn (once per process) when labels were matched ignoring case; False for
-            workers whose caller has announced it already.
+        announce: Warn when labels were matched ignoring case; False for workers whose caller
+            announces it.
 
     Raises:
         TrainingDataError: A label that is no class label, or that matches several ignoring case.
@@ -142,11 +142,10 @@ def match_labels(pairs: Sequence[tuple[Any, str]], labels: Sequence[Any], source
                                     "Rename the folder (or the CSV's label) to one of them.")
         mapping[name] = near[0]
         loose.append(name)
-    note = (f"labels {', '.join(loose)} are read as the model's class labels "
-            f"{', '.join(str(mapping[n]) for n in loose)} (matched ignoring case).")
-    if loose and announce and note not in _ANNOUNCED:
-        _ANNOUNCED.add(note)
-        warnings.warn(note, LabelCaseWarning, stacklevel=2)
+    if loose and announce:
+        warnings.warn(f"labels {', '.join(loose)} are read as the model's class labels "
+                      f"{', '.join(str(mapping[n]) for n in loose)} (matched ignoring case).", LabelCaseWarning,
+                      stacklevel=2)
     return [(value, mapping[lab]) for value, lab in pairs]
 
 
