@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     shown: set[str] = set()
+    before = set(threading.enumerate())
 
     def show(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
         if str(message) not in shown:  # once per command, whichever thread or library reset warnings' registry
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlupdate {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
-        return settle(exc, args.command)
+        return settle(exc, args.command, before)
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as the docs of signal advise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -87,8 +87,10 @@ def run_task(task: Any) -> None:
         raise
 
 
-def settle(exc: KeyboardInterrupt, command: str) -> int:
+def settle(exc: KeyboardInterrupt, command: str, before: Collection[threading.Thread] = ()) -> int:
     """Say how the command stopped (one line) and return its exit status.
+
+    Only threads the command started count (not those in ``before``: a caller's own, in-process).
 
     mlupdate's worker threads get :data:`STOP_S` to reach their next cancellation check, other
     threads that would hold the process open (Flower's server thread, waiting for users that Ray no
@@ -101,16 +103,16 @@ def settle(exc: KeyboardInterrupt, command: str) -> int:
     import time
 
     code = exit_status(exc)
-    how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-    print(f"mlupdate {command}: stopped by {how}; unfinished work was cancelled and no partial output was left.",
-          file=sys.stderr, flush=True)
     now = time.monotonic()
     ours = now + STOP_S
     others = now + 1.0
-    busy = [t for t in threading.enumerate()
-            if t is not threading.current_thread() and (t.name.startswith("mlupdate-") or not t.daemon)]
+    busy = [t for t in threading.enumerate() if t is not threading.current_thread() and t not in before
+            and (t.name.startswith("mlupdate-") or not t.daemon)]
     for t in busy:
         t.join(max(0.0, (ours if t.name.startswith("mlupdate-") else others) - time.monotonic()))
+    how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    print(f"mlupdate {command}: stopped by {how}; unfinished work was cancelled and no partial output was left.",
+          file=sys.stderr, flush=True)  # last: after what the stopping threads had to say
     if any(t.is_alive() for t in busy):
         sys.stdout.flush()
         os._exit(code)
