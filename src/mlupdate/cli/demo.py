@@ -59,6 +59,10 @@ def mistakes() -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the demo."""
+    from mlupdate.cli.outputs import check_folder
+
+    if args.data_dir:
+        check_folder(args.data_dir, "--data-dir")
     samples = args.samples or default_samples()
     intro = mistakes()
     print(intro)

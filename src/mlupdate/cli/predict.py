@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     import mlupdate
     from mlupdate.cli.progress import loading
 
+    if args.top < 1:
+        raise mlupdate.ParameterError(f"--top must be at least 1 (got {args.top}): how many probabilities to show.")
+
     with loading(args.model):
         model = mlupdate.load(args.model, compute_units=args.compute_units, crop_and_scale=args.crop_and_scale,
                               threads=args.threads)

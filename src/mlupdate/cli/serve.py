@@ -19,11 +19,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "model under $MLUPDATE_DATA_DIR or ~/.local/share/mlupdate/app)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload in MB (default 10)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=positive_number, default=10,
+                   help="largest accepted upload in MB (default 10)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests for this host name (repeatable; '*' for any); the app answers only "
                         "127.0.0.1, localhost and the --host address otherwise")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: use 0 to 65535, e.g. 8000")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number: use e.g. 10")
+    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -135,11 +158,13 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
 
 def run(args: argparse.Namespace) -> int:
     """Serve the app."""
+    from mlupdate.cli.outputs import check_folder
+
     model = args.model
     if model is not None and not model.is_file():
         import mlupdate
 
         raise mlupdate.ModelFileError(f"No model file at {model}: check the path (or leave it out for the demo).")
     title = "Cat or Dog?" if model is None else model.stem
-    data_dir = args.data_dir or default_data_dir(model)
+    data_dir = check_folder(args.data_dir, "--data-dir") if args.data_dir else default_data_dir(model)
     return serve(model, data_dir, args.samples, args.host, args.port, args.max_upload_mb, title, args.allow_host)
