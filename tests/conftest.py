@@ -1,4 +1,4 @@
-"""Shared fixtures: the pets photos from ../shared, a private ONNX cache, converted models."""
+"""Shared fixtures: the pets photos from ../shared (skipped without them), a private ONNX cache."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PETS = Path(os.environ.get("MLUPDATE_PETS", ROOT.parent / "shared" / "data" / "pets"))
+from tests.shared_data import pets_or_skip
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,10 +19,8 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def pets() -> Path:
-    """The Oxford-IIIT Pet head crops (train/test, cat/dog)."""
-    if not (PETS / "train" / "cat").is_dir():
-        pytest.fail(f"Pet photos not found at {PETS}; set MLUPDATE_PETS or check out ../shared beside the repo.")
-    return PETS
+    """The Oxford-IIIT Pet head crops (train/test, cat/dog); skips the test without them."""
+    return pets_or_skip()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -111,11 +111,10 @@ def _classic_seeds(rng: np.random.Generator) -> list[Seed]:
 
 def _knn_seeds(rng: np.random.Generator) -> list[Seed]:
     """An updatable k-NN (coremltools' builder) and the shared k-NN pipeline (embedding network + k-NN)."""
-    from pathlib import Path
-
     from coremltools.models.nearest_neighbors import KNearestNeighborsClassifierBuilder
 
     from mlupdate.spec.io import read_spec
+    from tests.shared_data import MODELS
 
     b = KNearestNeighborsClassifierBuilder(input_name="features", output_name="label", number_of_dimensions=4,
                                            default_class_label="none", k=2)
@@ -123,8 +122,8 @@ def _knn_seeds(rng: np.random.Generator) -> list[Seed]:
     b.spec.isUpdatable = True
     rows = [{"features": rng.standard_normal(4).astype(np.float32), "label": "ab"[i % 2]} for i in range(4)]
     out = [Seed("knn", b.spec, {"features": rows[0]["features"]}, rows)]
-    shared = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "TinyDrawingClassifier.mlmodel"
-    if shared.is_file():
+    shared = MODELS / "TinyDrawingClassifier.mlmodel"
+    if shared.is_file():  # beside a checkout (or $MLUPDATE_MODELS); a fresh clone fuzzes without this seed
         drawing = rng.integers(0, 255, (28, 28, 1), dtype=np.uint8)
         out.append(Seed("knn_pipeline", read_spec(shared), {"drawing": drawing},
                         [{"drawing": drawing, "label": "x"}, {"drawing": 255 - drawing, "label": "y"}]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,8 @@ from mlupdate.cli import main
 from mlupdate.cli.values import feature_value
 from mlupdate.errors import FeatureError
 from mlupdate.spec.description import FeatureDescription
+from tests.shared_data import model_or_skip
 from tests.unit.test_layers_base import builder, save
-
-MNIST = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "MNIST_Model.mlmodel"
 
 
 @pytest.fixture()
@@ -66,7 +64,8 @@ def test_flowers_mnist_network_with_an_array_input_named_image_predicts(tmp_path
     digit = np.zeros((1, 28, 28), np.float32)
     digit[0, 4:24, 13:15] = 1.0  # a "1"
     np.save(tmp_path / "digit.npy", digit)
-    assert main(["predict", str(MNIST), "--input", f"image=@{tmp_path / 'digit.npy'}", "--json"]) == 0
+    mnist = model_or_skip("MNIST_Model.mlmodel")
+    assert main(["predict", str(mnist), "--input", f"image=@{tmp_path / 'digit.npy'}", "--json"]) == 0
     out = np.asarray(json.loads(capsys.readouterr().out)["output"])
     assert out.shape == (10,) and np.isfinite(out).all()
     assert out.sum() == pytest.approx(1.0, abs=1e-4)  # the network ends in a softmax

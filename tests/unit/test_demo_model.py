@@ -125,3 +125,26 @@ def test_user_data_dir_env(monkeypatch, tmp_path: Path) -> None:
     assert user_data_dir() == tmp_path / "xdg" / "mlupdate"
     monkeypatch.delenv("XDG_DATA_HOME")
     assert user_data_dir() == Path(os.path.expanduser("~")) / ".local" / "share" / "mlupdate"
+
+
+def test_packaged_samples_are_small_credited_and_as_the_page_says(demo, monkeypatch) -> None:
+    # the photos' labels are the dataset's (folder) and breeds (file names); CREDITS.md says which the model misses
+    from mlupdate.cli.demo import default_samples, mistakes
+    from mlupdate.demo import SAMPLES_DIR, demo_info
+
+    photos = sorted(SAMPLES_DIR.rglob("*.jpg"))
+    assert len(photos) >= 8 and sum(p.stat().st_size for p in photos) < 1_000_000
+    credits = (SAMPLES_DIR / "CREDITS.md").read_text()
+    assert "CC BY-SA 4.0" in credits and "Oxford-IIIT Pet" in credits
+    assert all(p.stem in credits for p in photos)
+    info = demo_info()
+    confused = (info["cat_as_dog"], info["dog_as_cat"])
+    preds = [r["classLabel"] for r in demo.predict_batch([{"image": p} for p in photos])]
+    for p, pred in zip(photos, preds, strict=True):
+        truth = p.parent.name.title()
+        assert (pred != truth) == p.stem.startswith(confused), (p.name, pred)
+    assert {p.stem.startswith(c) for p in photos for c in confused} == {True, False}  # some wrong, some right
+    assert "Sphynx (hairless) cats dogs" in mistakes() and "Great Pyrenees" in mistakes()
+    monkeypatch.setenv("MLUPDATE_PETS", "")
+    monkeypatch.chdir(SAMPLES_DIR)  # no ../shared beside the working folder
+    assert default_samples() in (SAMPLES_DIR, Path(__file__).resolve().parents[3] / "shared" / "data" / "pets")

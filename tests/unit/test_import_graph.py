@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 #: Upward arrows that another branch of this round removes; the lead deletes each entry with that merge.
-PENDING = {("mlupdate.federated.data", "mlupdate.cli.update")}  # branch cli: one data reader, in the library
+PENDING: set[tuple[str, str]] = set()
 
 
 def modules(src: Path = SRC) -> dict[str, Path]:

@@ -9,6 +9,7 @@ from PIL import Image
 import mlupdate
 from mlupdate.cli import main
 from mlupdate.spec.io import write_spec
+from tests.shared_data import model_or_skip
 from tests.unit import _update_models as M
 
 
@@ -52,7 +53,7 @@ def test_update_csv_dry_run_and_errors(setup, capsys):
 
 def test_update_of_a_knn_pipeline_prints_progress_without_a_loss(tmp_path, pets, capsys):
     # the shape of Apple's UpdatableDrawingClassifier: an embedding network + an empty updatable k-NN
-    model = pets.parent.parent / "models" / "TinyDrawingClassifier.mlmodel"
+    model = model_or_skip("TinyDrawingClassifier.mlmodel")
     for label in ("cat", "dog"):
         (tmp_path / "data" / label).mkdir(parents=True)
         for photo in sorted((pets / "train" / label).glob("*.jpg"))[:3]:
@@ -106,9 +107,7 @@ def test_update_an_array_input_model_from_csv_rows_or_npy_files(tmp_path, capsys
 
 
 def test_update_flowers_mnist_from_npy_files_validates(tmp_path, capsys):
-    from pathlib import Path
-
-    mnist = Path(__file__).resolve().parents[2].parent / "shared" / "models" / "MNIST_Model.mlmodel"
+    mnist = model_or_skip("MNIST_Model.mlmodel")
     rng = np.random.default_rng(2)
     for digit in ("3", "7"):
         (tmp_path / "digits" / digit).mkdir(parents=True)

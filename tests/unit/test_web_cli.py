@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.shared_data import model_or_skip
 from tests.unit.web_support import RED, add, build_small_model, make_client, png, wait_trained
 
 
@@ -50,7 +51,6 @@ def test_one_log_line_per_action(small_model: Path, tmp_path: Path, caplog: pyte
 def test_serve_says_why_a_model_is_not_one_it_serves(tmp_path: Path, capsys, model: str, reason: str) -> None:
     from mlupdate.cli import main
 
-    shared = Path(__file__).resolve().parents[2].parent / "shared" / "models"
-    assert main(["serve", str(shared / model), "--data-dir", str(tmp_path / "d")]) == 2
+    assert main(["serve", str(model_or_skip(model)), "--data-dir", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
     assert reason in err and "Traceback" not in err

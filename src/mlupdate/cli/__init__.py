@@ -1,7 +1,8 @@
 """The ``mlupdate`` command. Each subcommand lives in its own module and uses the public API only.
 
 Exit codes: 0 success, 1 the command ran and found a problem (e.g. lint errors, a failed
-update), 2 bad usage or an input the library refused (an ``mlupdate.Error``).
+update), 2 bad usage or an input the library refused (an ``mlupdate.Error``), 130 stopped by Ctrl-C,
+143 stopped by SIGTERM (:mod:`mlupdate.cli.interrupt`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ import argparse
 import importlib
 import os
 import sys
+import threading
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
+from mlupdate.cli.interrupt import settle, sigterm_raises
 from mlupdate.errors import Error
 
 COMMANDS = ("inspect", "predict", "lint", "make_updatable", "convert", "update", "serve", "demo", "compile", "cache",
@@ -43,14 +48,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mlupdate`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    shown: set[str] = set()
+    before = set(threading.enumerate())
+
+    def show(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+        if str(message) not in shown:  # once per command, whichever thread or library reset warnings' registry
+            shown.add(str(message))
+            print(f"mlupdate {args.command}: warning: {message}", file=sys.stderr, flush=True)
+
     try:
-        return int(args.func(args) or 0)
+        with sigterm_raises(), warnings.catch_warnings():  # a warning: one line naming the command
+            warnings.showwarning = show
+            return int(args.func(args) or 0)
     except Error as exc:
         print(f"mlupdate {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        return settle(exc, args.command, before)
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as the docs of signal advise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

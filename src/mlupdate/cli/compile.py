@@ -19,13 +19,28 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load (which compiles into the cache) and report."""
     import mlupdate
+    from mlupdate.cli.interrupt import in_worker
     from mlupdate.cli.progress import spinner
     from mlupdate.runtime.cache import info
+    from mlupdate.spec.io import read_spec
 
     start = time.perf_counter()
+    spec = read_spec(args.model)
+
+    def compiled() -> bool:  # imports torch: on the worker thread too
+        from mlupdate.runtime.network import NN_TYPES, is_compiled
+
+        return spec.WhichOneof("Type") in NN_TYPES and is_compiled(spec)
+
+    done = in_worker(compiled)
     with spinner(f"Compiling {args.model}"):
-        model = mlupdate.load(args.model, compute_units="cpu_only")
+        model = in_worker(lambda: mlupdate.load(args.model, compute_units="cpu_only"))
     cached = info()
-    print(f"Compiled {args.model} for {model.executor} in {time.perf_counter() - start:.1f} s; the cache "
-          f"({cached.folder}) holds {cached.files} model(s), {cached.size / 2**20:.1f} MB.")
+    if done:
+        what = f"{args.model} was already compiled (found in the cache; nothing to do)"
+    elif model.executor == "numpy":
+        what = f"{args.model} runs in numpy, so there is nothing to compile"
+    else:
+        what = f"Compiled {args.model} for {model.executor} in {time.perf_counter() - start:.1f} s"
+    print(f"{what}; the cache ({cached.folder}) holds {cached.files} model(s), {cached.size / 2**20:.1f} MB.")
     return 0

@@ -56,6 +56,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Convert, optionally make updatable, write, and print what was done."""
     from mlupdate.authoring.keras_h5 import convert_keras
+    from mlupdate.cli.outputs import check_file
     from mlupdate.errors import ConversionError
 
     src, dst = Path(args.input), Path(args.output)
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
                               "modules named as package.module:factory (with --input-shape).")
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
         raise ConversionError("OUT is the same file as MODEL.h5; choose another output path.")
+    check_file(dst, "OUT")
     image: dict[str, Any] | None = None
     if args.image_input:
         image = {"scale": args.scale, "is_bgr": args.bgr}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import threading
 from typing import Any
 
 
@@ -38,23 +38,33 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check, simulate, print one line per round."""
+    from mlupdate.cli.outputs import check_file
     from mlupdate.errors import ParameterError, UpdateError
     from mlupdate.federated import require_flower
 
     require_flower("mlupdate federate")
+    from mlupdate.federated.data import federation_split, io_names
+    from mlupdate.federated.local import load_spec
     from mlupdate.federated.simulation import run_federated
 
-    if Path(args.out).resolve() == Path(args.model).resolve():
-        raise UpdateError("--out must differ from MODEL: mlupdate never overwrites the source model.")
+    check_file(args.out, "--out", source=args.model)
+    if args.history:
+        check_file(args.history, "--history", source=args.model)
     if args.users < 1 or args.rounds < 1 or args.cpus < 1:
         raise ParameterError(f"--users, --rounds and --cpus must be at least 1 (got {args.users}, {args.rounds}, "
                              f"{args.cpus}).")
     options = {"strategy": args.strategy, "fraction-train": args.fraction, "fraction-evaluate": args.fraction_evaluate,
                "partition": args.partition, "partition-seed": args.seed, "proximal-mu": args.proximal_mu,
                "history": args.history or ""}
+    spec = load_spec(args.model)  # a missing or broken model, and the label rule's note, before Ray starts
+    federation_split(args.data, io_names(spec)[2], args.seed, announce=True)
     options.update({k: v for k, v in (("epochs", args.epochs), ("learning-rate", args.learning_rate)) if v is not None})
 
+    stopping = threading.Event()
+
     def show(e: dict[str, Any]) -> None:
+        if stopping.is_set():  # Ctrl-C: end the server's thread at its next round, before it writes again
+            raise KeyboardInterrupt
         acc = "n/a" if e["accuracy"] is None else f"{e['accuracy']:.1%}"
         loss = "" if e["loss"] is None else f" (loss {e['loss']:.4f})"
         if e["round"] == 0:
@@ -67,8 +77,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"round {e['round']}/{args.rounds}: held-out accuracy {acc}{loss}, {e['clients']} users{nodes}"
               f"{failed} [{e['time']:.1f} s]", flush=True)
 
-    history = run_federated(args.model, args.data, users=args.users, rounds=args.rounds, out=args.out,
-                            options=options, cpus=args.cpus, on_round=show, quiet=not args.verbose)
+    try:
+        history = run_federated(args.model, args.data, users=args.users, rounds=args.rounds, out=args.out,
+                                options=options, cpus=args.cpus, on_round=show, quiet=not args.verbose)
+    except KeyboardInterrupt:
+        stopping.set()
+        raise
     if len(history) < args.rounds + 1:
         raise UpdateError(f"The federation stopped after round {len(history) - 1} of {args.rounds}; run again with "
                           "--verbose to see Flower's log.")

@@ -100,12 +100,14 @@ def run(args: argparse.Namespace) -> int:
     """Make the model updatable, write it and print what was done."""
     from mlupdate.authoring.repairs import RepairWarning
     from mlupdate.authoring.updatable import make_updatable
+    from mlupdate.cli.outputs import check_file
     from mlupdate.errors import AuthoringError
 
     src, dst = Path(args.input), Path(args.output)
     if dst.resolve() == src.resolve() or (dst.exists() and src.exists() and os.path.samefile(src, dst)):
         raise AuthoringError(f"OUT is the same file as IN ({src}); mlupdate never modifies the input model. "
                              "Choose another output path.")
+    check_file(dst, "OUT")
     optimizer = optimizer_from(args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RepairWarning)  # printed below instead

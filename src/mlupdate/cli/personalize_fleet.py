@@ -37,12 +37,16 @@ def _pct(x: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Personalise every user, print a line per user and the summary; exit 1 if any user failed."""
+    from mlupdate.cli.outputs import check_file, check_folder
     from mlupdate.errors import ParameterError
     from mlupdate.federated.fleet import personalize_fleet, summary
     from mlupdate.spec.io import write_bytes_atomic
 
     if args.workers < 0:
         raise ParameterError(f"--workers must be 0 or more (got {args.workers}).")
+    check_folder(args.out, "--out")
+    if args.json:
+        check_file(args.json, "--json", source=args.model)
 
     def show(r: dict[str, Any]) -> None:
         if "error" in r:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from mlupdate.cli.values import feature_value, printable, split_pair
@@ -48,6 +49,10 @@ def examples(args: argparse.Namespace, inputs: dict[str, Any]) -> list[dict[str,
                                f"{', '.join(str(f) for f in inputs.values())}.")
         return [fixed]
     images = [f.name for f in inputs.values() if f.type == "image" and f.name not in fixed]
+    if not images and image_name is None:
+        raise FeatureError(f"The model has no image input, so IMAGE files cannot go anywhere; its inputs are "
+                           f"{', '.join(str(f) for f in inputs.values())}. Give them with --input NAME=VALUE "
+                           "(e.g. @array.npy or a JSON list).")
     name = image_name or (images[0] if len(images) == 1 else None)
     if name is None or inputs[name].type != "image":
         raise FeatureError("Name the image input the IMAGEs go to with --input NAME, or give every input as "
@@ -60,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     import mlupdate
     from mlupdate.cli.progress import loading
 
+    if args.top < 1:
+        raise mlupdate.ParameterError(f"--top must be at least 1 (got {args.top}): how many probabilities to show.")
+
     with loading(args.model):
         model = mlupdate.load(args.model, compute_units=args.compute_units, crop_and_scale=args.crop_and_scale,
                               threads=args.threads)
@@ -69,18 +77,21 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for i, res in enumerate(results):
         row: dict[str, Any] = {"image": args.images[i]} if args.images else {}
-        for k, v in res.items():  # a classifier's two outputs keep stable keys: label, probabilities
+        for k, v in res.items():  # in JSON a classifier's two outputs keep stable keys: label, probabilities
             if k == d.predicted_probabilities_name and isinstance(v, dict):
                 row["probabilities"] = printable(dict(sorted(v.items(), key=lambda kv: -kv[1])[: args.top]), True)
             else:
-                row["label" if k == d.predicted_feature_name else k] = printable(v, args.json)
+                row["label" if k == d.predicted_feature_name and args.json else k] = printable(v, args.json)
         rows.append(row)
+    if _empty_knn(model.spec):
+        print("mlupdate predict: note: the model's k-NN holds no samples yet, so it answers its default label for "
+              "everything; add labelled examples with mlupdate update MODEL DATA --out OUT.", file=sys.stderr)
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
         return 0
     for row in rows:
         if "image" in row:
-            print(f"{row.pop('image')}: {row.pop('label', '')}")
+            print(f"{row.pop('image')}: {row.pop(d.predicted_feature_name, '')}")
         for k, v in row.items():
             if k == "probabilities":
                 for lab, p in v.items():
@@ -88,3 +99,15 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"  {k}: {v}")
     return 0
+
+
+def _empty_knn(spec: Any) -> bool:
+    """Whether the model is, or is a pipeline ending in, a k-NN classifier without samples."""
+    kind = spec.WhichOneof("Type")
+    if kind == "kNearestNeighborsClassifier":
+        index = spec.kNearestNeighborsClassifier.nearestNeighborsIndex
+        return not len(index.floatSamples)
+    if kind and kind.startswith("pipeline"):
+        pipe = spec.pipeline if kind == "pipeline" else getattr(spec, kind).pipeline
+        return bool(pipe.models) and _empty_knn(pipe.models[-1])
+    return False

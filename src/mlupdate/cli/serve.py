@@ -19,11 +19,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "model under $MLUPDATE_DATA_DIR or ~/.local/share/mlupdate/app)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this computer only; 0.0.0.0 opens it to the network)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=10, help="largest accepted upload in MB (default 10)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
+    p.add_argument("--max-upload-mb", type=positive_number, default=10,
+                   help="largest accepted upload in MB (default 10)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests for this host name (repeatable; '*' for any); the app answers only "
                         "127.0.0.1, localhost and the --host address otherwise")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: use 0 to 65535, e.g. 8000")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number: use e.g. 10")
+    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -87,12 +110,13 @@ def log_actions() -> None:
 
 def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, port: int,
           max_upload_mb: float = 10, title: str = "Cat or Dog?", allow_hosts: list[str] | None = None,
-          demo_layout: str = "mlmodel") -> int:
+          intro: str = "", demo_layout: str = "mlmodel") -> int:
     """Build the app and run it under uvicorn until interrupted.
 
     ``model`` None serves the demo model, in ``demo_layout`` (``mlmodel`` or ``mlpackage``).
     """
     import mlupdate
+    from mlupdate.cli.interrupt import STOP_S
     from mlupdate.extras import require
 
     require("fastapi", "app", "The app")
@@ -111,7 +135,7 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
         if host in ("0.0.0.0", "::"):
             hosts += [socket.gethostname(), socket.getfqdn()]
         app = create_app(model, data_dir, samples, max_upload_bytes=int(max_upload_mb * 1024 * 1024), title=title,
-                         allowed_hosts=hosts)
+                         allowed_hosts=hosts, intro=intro)
         shown = f"[{host}]" if ":" in host else host
         print(f"Serving {model} at http://{shown}:{port}/  (personal data in {data_dir}; Ctrl+C to stop)", flush=True)
         if host not in ("127.0.0.1", "localhost", "::1"):
@@ -119,7 +143,19 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
                   f"{', '.join(hosts[-2:] if host in ('0.0.0.0', '::') else [host])}; add others with "
                   "--allow-host).", file=sys.stderr)
         log_actions()
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        service = app.state.service
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                service.cancel_training()  # ends a Train's event stream, so shutting down does not wait for it
+                super().handle_exit(sig, frame)
+
+        try:  # uvicorn raises the signal that stopped it again once it has shut down
+            Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)).run(sockets=[sock])
+        except BaseException:
+            service.cancel_training()  # the command's interrupt handling waits for it
+            raise
+        service.cancel_training(STOP_S)
     finally:
         sock.close()
     return 0
@@ -127,6 +163,8 @@ def serve(model: Path | None, data_dir: Path, samples: Path | None, host: str, p
 
 def run(args: argparse.Namespace) -> int:
     """Serve the app."""
+    from mlupdate.cli.outputs import check_folder
+
     model = args.model
     if model is not None and not model.is_file():
         import mlupdate
@@ -136,5 +174,5 @@ def run(args: argparse.Namespace) -> int:
             raise mlupdate.ModelFileError(f"No model file at {model}: check the path (or leave it out for the "
                                           "demo).")
     title = "Cat or Dog?" if model is None else model.stem
-    data_dir = args.data_dir or default_data_dir(model)
+    data_dir = check_folder(args.data_dir, "--data-dir") if args.data_dir else default_data_dir(model)
     return serve(model, data_dir, args.samples, args.host, args.port, args.max_upload_mb, title, args.allow_host)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic"}
 
 
 def add_parser(sub: Any) -> None:
@@ -33,144 +29,46 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def read_data(data: str, suffixes: set[str] = IMAGE_SUFFIXES) -> list[tuple[Any, str]]:
-    """``(value, label)`` pairs from a class-folder tree or a CSV.
-
-    A value is a file path (a folder tree's files with one of ``suffixes``; a CSV row's ``path``) or,
-    for CSV rows of more than two cells, the row's numbers but the last (an array example).
-    """
-    from mlupdate.errors import TrainingDataError
-
-    root = Path(data)
-    pairs: list[tuple[Any, str]] = []
-    if root.is_dir():
-        for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-            pairs += [(str(f), folder.name) for f in sorted(folder.iterdir()) if f.suffix.lower() in suffixes]
-    elif root.is_file():
-        with root.open(newline="") as fh:
-            for n, row in enumerate(csv.reader(fh), 1):
-                if not row or row[0].startswith("#") or (n == 1 and row[-1].strip().lower() == "label"):
-                    continue
-                if len(row) < 2:
-                    raise TrainingDataError(f"{root}:{n}: expected 'path,label' or 'values...,label', got "
-                                            f"{','.join(row)!r}.")
-                if len(row) > 2 or _number(row[0]):
-                    pairs.append((_numbers(row[:-1], root, n), row[-1].strip()))
-                    continue
-                path = Path(row[0].strip())
-                pairs.append((str(path if path.is_absolute() else root.parent / path), row[1].strip()))
-    else:
-        raise TrainingDataError(f"No folder or CSV at {root}: pass a folder of <label>/ subfolders or a CSV.")
-    if not pairs:
-        raise TrainingDataError(f"No labelled examples found in {root}: expected <label>/<file> "
-                                f"({', '.join(sorted(suffixes))}) or CSV rows.")
-    return pairs
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _numbers(cells: list[str], root: Path, line: int) -> list[float]:
-    from mlupdate.errors import TrainingDataError
-
-    try:
-        return [float(c) for c in cells]
-    except ValueError:
-        raise TrainingDataError(f"{root}:{line}: an array row holds numbers then the label; got "
-                                f"{','.join(cells)!r}.") from None
-
-
-def _example_value(value: Any, fd: Any) -> Any:
-    """A read value as the input takes it: an image path, or an array (from .npy or a CSV row)."""
-    import numpy as np
-
-    from mlupdate.errors import TrainingDataError
-
-    if fd.type == "image":
-        if not isinstance(value, str):
-            raise TrainingDataError(f"Input '{fd.name}' is an image; give image files, not rows of numbers.")
-        return value
-    if isinstance(value, str):
-        if not value.endswith(".npy"):
-            raise TrainingDataError(f"Input '{fd.name}' is {fd}; give .npy files (or CSV rows of numbers), not "
-                                    f"{value}.")
-        try:
-            return np.load(value, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise TrainingDataError(f"Cannot read {value} as a .npy array ({exc}).") from None
-    arr = np.asarray(value, np.float32)
-    if fd.shape and arr.size == int(np.prod(fd.shape)):
-        arr = arr.reshape(fd.shape)
-    return arr
-
-
-def _label(raw: str, labels: list[Any], target: Any) -> Any:
-    """A label as the model's training input takes it.
-
-    A class label for a classifier; otherwise a number (a class index or a target value), as an
-    array of the declared shape when the training input is a multiarray.
-    """
-    import numpy as np
-
-    if labels:
-        return int(raw) if isinstance(labels[0], int) else raw
-    try:
-        value: Any = int(raw)
-    except ValueError:
-        value = float(raw) if _number(raw) else raw
-    if target.type == "multiArray" and not isinstance(value, str):
-        return np.full(target.shape or (1,), value, dtype=np.dtype(target.dtype or "float32"))
-    return value
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate, update, write and summarise."""
     import mlupdate
     from mlupdate.authoring.lint_device import update_warnings
+    from mlupdate.cli.interrupt import in_worker, run_task
+    from mlupdate.cli.outputs import check_file
     from mlupdate.spec.io import read_spec
+    from mlupdate.update.files import read_examples
 
+    check_file(args.out, "--out", source=args.model)
     if args.plot:  # before the update, not after it
         from mlupdate.extras import require
 
         require("matplotlib", "plot", "mlupdate update --plot")
-    if Path(args.out).resolve() == Path(args.model).resolve():
-        raise mlupdate.UpdateError("--out must differ from MODEL: mlupdate never overwrites the source model.")
+        check_file(args.plot, "--plot", source=args.model)
     spec = read_spec(args.model)
     desc = mlupdate.Description.from_spec(spec)
-    label = next((n for n in desc.training_inputs if n not in desc.inputs), None)
-    features = [f for f in desc.inputs.values() if f.type in ("image", "multiArray")]
-    if len(desc.inputs) != 1 or len(features) != 1 or label is None:
-        raise mlupdate.TrainingDataError("mlupdate update needs a model with one image or array input and a label "
-                                         f"training input; this one has inputs {list(desc.inputs)}, training inputs "
-                                         f"{list(desc.training_inputs)}. Use mlupdate.UpdateTask from Python.")
-    fd = features[0]
-    labels = desc.class_labels or []
-    pairs = read_data(args.data, IMAGE_SUFFIXES if fd.type == "image" else {".npy"})
-    target = desc.training_inputs[label]
-    data = [{fd.name: _example_value(value, fd), label: _label(lab, labels, target)} for value, lab in pairs]
+    data = read_examples(args.data, desc)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
                                    ("mini_batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
     for warning in update_warnings(spec):  # what would fail or do nothing on a device, before training here
         print(warning, file=sys.stderr)
     losses: list[float] = []
     bar = _Bar()
-    # by path, so a package's ML Program weights (and linked models) are found beside the spec
-    task = mlupdate.UpdateTask(args.model, data, parameters=overrides, progress_handlers=mlupdate.ProgressHandlers(
-        {"training_begin", "mini_batch_end", "epoch_end"}, lambda ctx: bar.update(ctx, losses)))
+    handlers = mlupdate.ProgressHandlers({"training_begin", "mini_batch_end", "epoch_end"},
+                                         lambda ctx: bar.update(ctx, losses))
+    # by path, so a package's ML Program weights (and linked models) are found beside the spec; building the task
+    # imports torch and compiles the network: off the main thread, which takes Ctrl-C
+    task = in_worker(lambda: mlupdate.UpdateTask(args.model, data, parameters=overrides, progress_handlers=handlers))
     if args.dry_run:
-        n = task.validate()
-        print(f"OK: {n} examples match the model ({', '.join(sorted({lab for _, lab in pairs}))}); "
+        n = in_worker(task.validate)
+        label = next(n for n in desc.training_inputs if n not in desc.inputs)
+        print(f"OK: {n} examples match the model ({', '.join(sorted({str(ex[label]) for ex in data}))}); "
               f"parameters {task.parameters}.")
         return 0
     start = time.perf_counter()
-    task.resume()
-    task.wait()
-    bar.close()
+    try:
+        run_task(task)
+    finally:
+        bar.close()
     if task.error is not None:
         raise task.error
     assert task.context is not None

@@ -30,9 +30,11 @@ from typing import Any
 
 from mlupdate.demo.model import CLASS_LABELS, HEAD_PATH, IMAGE_BIAS, IMAGE_SCALE, IMAGE_SIZE
 
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"  # twelve credited photos (samples/CREDITS.md)
 _ASSEMBLY = "1"  # bump when build_demo_model changes, so cached models are rebuilt
 
-__all__ = ["CLASS_LABELS", "demo_info", "demo_model_file", "demo_model_path", "build_demo_model", "user_data_dir"]
+__all__ = ["CLASS_LABELS", "SAMPLES_DIR", "demo_info", "demo_model_file", "demo_model_path", "build_demo_model",
+           "user_data_dir"]
 
 
 def user_data_dir() -> Path:

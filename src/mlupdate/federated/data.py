@@ -1,8 +1,8 @@
 """Labelled photos from folders, and their partition into simulated users.
 
 A DATA folder holds ``<label>/<image>`` files (``mlupdate update``'s layout), or ``train/`` and ``test/``
-folders of that layout: users share ``train/``, the server evaluates on ``test/``. Folder names match the
-model's class labels exactly or, failing that, ignoring case (``cat/`` is ``Cat``).
+folders of that layout: users share ``train/``, the server evaluates on ``test/``. They are read by
+:func:`mlupdate.update.files.labelled`, ``mlupdate update``'s reader, with its label rule.
 
 Partitions (seeded, numpy only): ``iid`` (shuffled, equal shares), ``by-label`` (each user holds one label;
 labels go round the users) and ``dirichlet:ALPHA`` (per label, shares drawn from Dirichlet(ALPHA); small
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from mlupdate.cli.update import read_data
 from mlupdate.errors import ParameterError, TrainingDataError
 from mlupdate.spec.description import Description
+from mlupdate.update import files
 
 Pair = tuple[str, Any]  # (image path, class label)
 
@@ -48,25 +48,16 @@ def split_dirs(data: str | Path) -> tuple[Path, Path | None]:
     return root, None
 
 
-def labelled(folder: str | Path, labels: Sequence[Any]) -> list[Pair]:
-    """``(path, class label)`` pairs of a class-folder tree or CSV, folder names mapped to the class labels.
+def labelled(folder: str | Path, labels: Sequence[Any], announce: bool = False) -> list[Pair]:
+    """``(path, class label)`` pairs of a user's folder (:func:`mlupdate.update.files.labelled`).
+
+    Nodes read quietly (``announce=False``): the command that starts them announces a case-insensitive
+    reading of the folder names once.
 
     Raises:
-        TrainingDataError: No images, or a folder name that is no class label (even ignoring case).
+        TrainingDataError: No images, or a folder that names no class label.
     """
-    by_lower = {str(lab).lower(): lab for lab in labels}
-    out: list[Pair] = []
-    for path, name in read_data(str(folder)):
-        if name in labels:
-            out.append((path, name))
-        elif isinstance(labels[0], int) and name.lstrip("-").isdigit() and int(name) in labels:
-            out.append((path, int(name)))
-        elif name.lower() in by_lower:
-            out.append((path, by_lower[name.lower()]))
-        else:
-            raise TrainingDataError(f"{folder}: folder '{name}' is not one of the model's class labels "
-                                    f"({', '.join(map(str, labels))}). Rename it to one of them.")
-    return out
+    return files.labelled(folder, labels, announce=announce)
 
 
 def examples(pairs: Sequence[Pair], image: str, label: str) -> list[dict[str, Any]]:
@@ -88,8 +79,11 @@ def hold_out(pairs: Sequence[Pair], fraction: float, seed: int) -> tuple[list[Pa
     return train, test
 
 
-def federation_split(data: str | Path, labels: Sequence[Any], seed: int) -> tuple[list[Pair], list[Pair]]:
+def federation_split(data: str | Path, labels: Sequence[Any], seed: int, announce: bool = False) \
+        -> tuple[list[Pair], list[Pair]]:
     """(users' pairs, server's held-out pairs) of DATA: ``train/`` and ``test/``, else 20% of every label held out.
+
+    ``announce``: warn once when folder names match the labels only ignoring case (the command does).
 
     Raises:
         TrainingDataError: No DATA configured, no images, or a folder that is no class label.
@@ -98,8 +92,8 @@ def federation_split(data: str | Path, labels: Sequence[Any], seed: int) -> tupl
         raise TrainingDataError("No DATA folder configured: set 'data' in the run config (a folder of <label>/ "
                                 "folders, or of train/ and test/ ones).")
     users, test = split_dirs(data)
-    pairs = labelled(users, labels)
-    return (pairs, labelled(test, labels)) if test is not None else hold_out(pairs, 0.2, seed)
+    pairs = labelled(users, labels, announce)
+    return (pairs, labelled(test, labels, announce)) if test is not None else hold_out(pairs, 0.2, seed)
 
 
 def partition(labels: Sequence[Any], users: int, scheme: str = "iid", seed: int = 0) -> list[list[int]]:

@@ -8,6 +8,7 @@ folder is broken gets an ``error`` entry; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -98,8 +99,11 @@ def personalize_fleet(model: str | os.PathLike[str], users_dir: str | os.PathLik
     spec = load_spec(model)
     refuse_invalid(spec)
     resolve(spec, None, parameters)  # a parameter the model does not allow fails here, not in every user
-    io_names(spec)
+    _, _, labels = io_names(spec)
     dirs = user_dirs(users_dir)
+    for d in dirs:  # the label rule's note, once, here: the users' own reads are quiet
+        with contextlib.suppress(Error):
+            labelled(split_dirs(d)[0], labels, announce=True)
     Path(out).mkdir(parents=True, exist_ok=True)
     args = [(os.fspath(model), str(d), os.fspath(out), dict(parameters or {})) for d in dirs]
     if workers == 0 and address is None:

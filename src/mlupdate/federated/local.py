@@ -25,8 +25,15 @@ _SPECS: dict[tuple[str, int, int], Any] = {}
 
 
 def load_spec(path: str | os.PathLike[str]) -> Any:
-    """The spec of a ``.mlmodel``, read once per process (re-read when the file changes); do not modify it."""
-    st = os.stat(path)
+    """The spec of a ``.mlmodel``, read once per process (re-read when the file changes); do not modify it.
+
+    Raises:
+        ModelFileError: A missing, unreadable or broken file (``read_spec``'s message).
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # missing, unreadable, or no path at all: read_spec says which, and the fix
+        return read_spec(path)
     key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
     if key not in _SPECS:
         _SPECS[key] = read_spec(path)

@@ -4,6 +4,9 @@ Checks that cost nothing (every example is a dict, every training input is prese
 is a class label, every multiarray has the declared shape) run when the task is created; images
 are decoded once, when the task runs, and a bad one fails the task with an ``ImageError`` naming
 the example.
+
+Labelled files on disk (the one reader of ``mlupdate update``, ``federate`` and ``personalize-fleet``)
+live in :mod:`mlupdate.update.files`.
 """
 
 from __future__ import annotations

@@ -120,8 +120,11 @@ class NetworkUpdate:
             self._encode(start, self.examples[start:start + CHUNK])
 
     # -- the frozen part ------------------------------------------------------------------------
-    def _encode(self, start: int, chunk: Sequence[Mapping[str, Any]]) -> list[np.ndarray]:
+    def _encode(self, start: int, chunk: Sequence[Mapping[str, Any]], control: Control | None = None) \
+            -> list[np.ndarray]:
         def one(j: int) -> list[np.ndarray]:
+            if control is not None:  # a cancel stops the decoding pool within one image
+                control.check_cancel()
             ex = chunk[j]
             return [annotate(start + j, lambda f=f: self.program.encode_one(f, ex[f.name], self.crop))
                     for f in self.inputs]
@@ -156,7 +159,7 @@ class NetworkUpdate:
         for start in range(0, len(self.examples), CHUNK):
             if control is not None:
                 control.check_cancel()
-            arrays = self._encode(start, self.examples[start:start + CHUNK])
+            arrays = self._encode(start, self.examples[start:start + CHUNK], control)
             if not self.frozen_cache:
                 parts.append(arrays)
             elif trivial:

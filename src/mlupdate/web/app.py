@@ -39,7 +39,7 @@ def allowed_methods(app: FastAPI, scope: dict[str, Any]) -> list[str]:
 
 def create_app(model_path: str | Path, data_dir: str | Path, samples_dir: str | Path | None = None, *,
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               title: str = "Cat or Dog?", allowed_hosts: Iterable[str] = ()) -> FastAPI:
+               title: str = "Cat or Dog?", allowed_hosts: Iterable[str] = (), intro: str = "") -> FastAPI:
     """The retraining web app for an updatable image classifier.
 
     Args:
@@ -50,6 +50,7 @@ def create_app(model_path: str | Path, data_dir: str | Path, samples_dir: str | 
         max_pixels: Images with more pixels are refused (decompression bombs).
         title: The page's title.
         allowed_hosts: Host names the app answers besides 127.0.0.1, localhost and ::1 (``*``: any).
+        intro: A line under the page's heading (the demo: which photos its model gets wrong).
 
     Returns:
         The FastAPI app; run it with uvicorn.
@@ -103,7 +104,7 @@ def create_app(model_path: str | Path, data_dir: str | Path, samples_dir: str | 
         info = svc.model_info()
         boot = {"labels": svc.labels, "status": svc.job.status() if svc.job else None,
                 "personalized": info["personalized"], "warning": info["warning"]}
-        context = {"title": title, "labels": svc.labels, "info": info, "credit": CREDIT, "boot": boot,
+        context = {"title": title, "intro": intro, "labels": svc.labels, "info": info, "credit": CREDIT, "boot": boot,
                    "examples": [example_out(e).model_dump() for e in examples], "samples": svc.samples(),
                    "max_upload_mb": max_upload_bytes / (1024 * 1024)}
         return templates.TemplateResponse(request, "index.html", context)

@@ -90,12 +90,12 @@ class AppService:
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.model_path = Path(model_path)
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.samples_dir = Path(samples_dir).resolve() if samples_dir else None
         self.max_pixels = max_pixels
         self.base_model = mlupdate.load(self.model_path)
         self.base_sha = _sha256(self.model_path)
         self._inspect(self.base_model)
+        self.data_dir.mkdir(parents=True, exist_ok=True)  # only for a model the app serves
         self.store = Store(self.data_dir)
         self._lock = threading.Lock()
         self.job: TrainingJob | None = None
@@ -118,15 +118,20 @@ class AppService:
                 "--input NAME=VALUE instead.")
         if not d.class_labels:
             knn = "k-NN" in d.model_type or _ends_in_knn(model.spec)
+            fix = ("Update this model with mlupdate update MODEL DATA --out OUT, whose folder names are the labels."
+                   if d.is_updatable else
+                   "It is not updatable either (an embedding or a plain network?): to personalise it, build an "
+                   "updatable classifier on it, e.g. a k-NN after it (mlupdate.pipeline_classifier), and update "
+                   "that with mlupdate update.")
             raise mlupdate.FeatureError(
                 f"{self.model_path} ({d.model_type}) has no fixed list of class labels"
                 + (" (a k-NN learns its classes from the examples it is given)" if knn else "")
                 + "; the app offers the model's labels for relabelling photos, so it serves classifiers that "
-                "declare them. Update this model with mlupdate update DATA, whose folder names are the labels.")
+                f"declare them. {fix}")
         if not d.is_updatable:
             raise mlupdate.NotUpdatableError(
                 f"{self.model_path} is not updatable, so the app could not retrain it. Make it updatable first "
-                "(mlupdate make_updatable) or serve the demo model.")
+                "(mlupdate make-updatable) or serve the demo model.")
         self.image_input = images[0].name
         self.constraint = images[0].image_constraint
         self.labels = [str(label) for label in d.class_labels]
@@ -309,6 +314,13 @@ class AppService:
             log.info("Training on %s, %s...", plural(len(examples), "photo"), plural(job.epochs, "epoch"))
             task.resume()
             return job
+
+    def cancel_training(self, timeout: float | None = 0.0) -> None:
+        """Cancel a running Train (it fails, writes nothing) and wait up to ``timeout`` seconds for it to stop."""
+        job = self.job
+        if job is not None and job.task is not None and job.state == "running":
+            job.task.cancel()
+            job.task.wait(timeout)
 
     def _progress(self, job: TrainingJob, ctx: Any) -> None:
         m = ctx.metrics
