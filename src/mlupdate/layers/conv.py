@@ -22,7 +22,7 @@ from torch import nn
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
 from mlupdate.layers.common import check_size, fold
-from mlupdate.layers.weights import set_weights, weight_array
+from mlupdate.layers.weights import weight_array
 
 
 def same_padding(size: int, k: int, s: int, d: int, top_left_heavy: bool) -> tuple[int, int]:
@@ -175,12 +175,6 @@ class Convolution(nn.Module):
         else:
             out = out[..., t:full_h - b, l:full_w - r]
         return out if self.bias is None else out + self.bias.reshape(-1, 1, 1)
-
-    def write_back(self, p: Any) -> None:
-        """Copy the current weights into the layer's protobuf parameters."""
-        set_weights(p.weights, self.weight.detach().cpu().numpy())
-        if self.bias is not None:
-            set_weights(p.bias, self.bias.detach().cpu().numpy())
 
 
 class DynamicConvolution(nn.Module):

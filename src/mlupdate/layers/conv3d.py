@@ -34,7 +34,7 @@ from torch import nn
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
 from mlupdate.layers.common import fold
-from mlupdate.layers.weights import set_weights, weight_array
+from mlupdate.layers.weights import weight_array
 
 CUSTOM, VALID, SAME = 0, 1, 2
 MAX, AVERAGE = 0, 1
@@ -157,12 +157,6 @@ class Convolution3D(nn.Module):
             full = F.pad(full, (0, grow[2], 0, grow[1], 0, grow[0]))
         y = full[..., starts[0]:starts[0] + out[0], starts[1]:starts[1] + out[1], starts[2]:starts[2] + out[2]]
         return y if self.bias is None else y + self.bias.reshape(-1, 1, 1, 1)
-
-    def write_back(self, p: Any) -> None:
-        """Copy the current weights into the layer's protobuf parameters."""
-        set_weights(p.weights, self.weight.detach().cpu().numpy())
-        if self.bias is not None:
-            set_weights(p.bias, self.bias.detach().cpu().numpy())
 
 
 class Pooling3D(nn.Module):

@@ -16,7 +16,7 @@ from torch import nn
 
 from mlupdate.errors import SpecError
 from mlupdate.layers import BuildContext, register
-from mlupdate.layers.weights import quantization_params, set_weights, weight_array
+from mlupdate.layers.weights import quantization_params, weight_array
 
 
 def _param(values: np.ndarray) -> nn.Parameter:
@@ -122,15 +122,6 @@ class InnerProduct(nn.Module):
         else:
             y = self.int8(v) if self.bias is None else self.int8(v) + self.bias
         return y[..., None, None] if flat else y
-
-    def write_back(self, p: Any) -> None:
-        """Copy the current weights into the layer's protobuf parameters."""
-        if self.int8 is not None:
-            self.int8.encode(p.weights, self.weight.detach().cpu().numpy())
-        else:
-            set_weights(p.weights, self.weight.detach().cpu().numpy())
-        if self.bias is not None:
-            set_weights(p.bias, self.bias.detach().cpu().numpy())
 
 
 @register("innerProduct")
@@ -247,12 +238,6 @@ class Embedding(nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y if self.nd else y[..., None, None]
-
-    def write_back(self, p: Any) -> None:
-        """Copy the current weights into the layer's protobuf parameters."""
-        set_weights(p.weights, self.weight.detach().cpu().numpy().T)
-        if self.bias is not None:
-            set_weights(p.bias, self.bias.detach().cpu().numpy())
 
 
 @register("embedding")
