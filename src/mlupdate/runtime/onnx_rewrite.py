@@ -161,10 +161,15 @@ class _Rounding:
     def __init__(self, graph: Any) -> None:
         self.graph = graph
         self.outputs = {o.name for o in graph.output}
-        self.base = _Pass(graph)  # its maps of producers, consumers and constants
+        self.tensors = {t.name: t for t in graph.initializer}  # read only for Clip bounds (weights stay protos)
+        for n in graph.node:
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+                self.tensors[n.output[0]] = n.attribute[0].t
 
     def run(self) -> None:
         nodes = list(self.graph.node)
+        if not any(_is_cast(n, _FLOAT16) for n in nodes):  # networks' exports have none: nothing to do
+            return
         changed = True
         while changed:
             changed = False
@@ -172,9 +177,8 @@ class _Rounding:
             for n in nodes:
                 for i in n.input:
                     consumers.setdefault(i, []).append(n)
-            producer = {o: n for n in nodes for o in n.output}
             for low in nodes:
-                pair = self._pair(low, producer, consumers)
+                pair = self._pair(low, consumers)
                 if pair is not None and self._rewrite(pair, consumers):
                     changed = True
                     break
@@ -182,7 +186,7 @@ class _Rounding:
         self.graph.ClearField("node")
         self.graph.node.extend(nodes)
 
-    def _pair(self, low: Any, producer: dict[str, Any], consumers: dict[str, list[Any]]) -> Any:
+    def _pair(self, low: Any, consumers: dict[str, list[Any]]) -> Any:
         """``(source, low, high)`` when ``low`` is the fp16 Cast of a rounding pair read only by its fp32 Cast."""
         if not (_is_cast(low, _FLOAT16) and low.output[0] not in self.outputs):
             return None
@@ -212,7 +216,10 @@ class _Rounding:
         return True
 
     def _fp16_exact(self, name: str) -> bool:
-        value = self.base.consts.get(name)
+        from onnx import numpy_helper
+
+        tensor = self.tensors.get(name)
+        value = numpy_helper.to_array(tensor) if tensor is not None else None
         return value is not None and value.size == 1 and bool(value.astype("float16").astype(value.dtype) == value)
 
     def _pruned(self, nodes: list[Any]) -> list[Any]:
