@@ -219,7 +219,7 @@ class MLProgram:
                 raise FeatureError(f"Input '{f.name}' is of type {f.type}, which ML Programs do not take.")
             if t.dtype == "float16":
                 arr = arr.astype(np.float16)
-            arrays.append(np.array(arr, dtype=_FEED.get(t.dtype, np.float32), order="C"))
+            arrays.append(np.ascontiguousarray(arr, dtype=_FEED.get(t.dtype, np.float32)))  # no copy if it fits
         return arrays
 
     def predict_batch(self, examples: Sequence[dict[str, Any]], crop_and_scale: str,

@@ -6,6 +6,13 @@ is full of ``Gather(axis=1, index 0)`` / ``Unsqueeze(axes=[1])`` pairs around el
 Those copies and the fusions they block cost up to 2x on onnxruntime. Element-wise ops commute
 with adding a unit axis, so this pass moves each ``Unsqueeze`` past them and cancels it against
 the next ``Gather``. The graph computes exactly the same values.
+
+ML Programs hold fp16 values in float32 and round them after each op (:mod:`mlupdate.ops.precision`), which
+exports as ``Cast(to=float16) -> Cast(to=float)`` pairs. A pair between a convolution and its ReLU keeps
+onnxruntime from fusing them (and from keeping the blocked NCHWc layout). Rounding to fp16 is monotone,
+keeps zero and the fp16 clip bounds, and is idempotent, so ``Relu``, ``MaxPool`` and ``Clip`` (with
+fp16-exact bounds) commute with it and a second rounding of a rounded value is dropped: the pass moves each
+pair past those ops and merges pairs that meet. Every value stays bit for bit the same.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ _ELEMENTWISE = {"Clip", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Abs", "Neg", "E
 def simplify(model: Any) -> Any:
     """Apply the pass to an ``onnx.ModelProto`` in place until nothing changes; returns it."""
     _Pass(model.graph).run()
+    _Rounding(model.graph).run()
     _drop_unused_constants(model.graph)
     return model
 
@@ -139,6 +147,121 @@ class _Pass:
             self.removed.add(id(up))
             self.consumers[source] = [c for c in self.consumers.get(source, []) if c is not up]
         return True
+
+
+#: ONNX TensorProto data types of the rounding pair.
+_FLOAT, _FLOAT16 = 1, 10
+#: Ops that commute with fp16 rounding of their first input (monotone, zero and NaN kept; Clip: fp16 bounds).
+_COMMUTE_ROUNDING = {"Relu", "MaxPool", "Clip"}
+
+
+class _Rounding:
+    """Moves fp16 rounding pairs (``Cast(to=float16) -> Cast(to=float)``) past ops that commute with them."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.outputs = {o.name for o in graph.output}
+        self.tensors = {t.name: t for t in graph.initializer}  # read only for Clip bounds (weights stay protos)
+        for n in graph.node:
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+                self.tensors[n.output[0]] = n.attribute[0].t
+
+    def run(self) -> None:
+        nodes = list(self.graph.node)
+        if not any(_is_cast(n, _FLOAT16) for n in nodes):  # networks' exports have none: nothing to do
+            return
+        changed = True
+        while changed:
+            changed = False
+            consumers: dict[str, list[Any]] = {}
+            for n in nodes:
+                for i in n.input:
+                    consumers.setdefault(i, []).append(n)
+            for low in nodes:
+                pair = self._pair(low, consumers)
+                if pair is not None and self._rewrite(pair, consumers):
+                    changed = True
+                    break
+            nodes = self._pruned(nodes)
+        self.graph.ClearField("node")
+        self.graph.node.extend(nodes)
+
+    def _pair(self, low: Any, consumers: dict[str, list[Any]]) -> Any:
+        """``(source, low, high)`` when ``low`` is the fp16 Cast of a rounding pair read only by its fp32 Cast."""
+        if not (_is_cast(low, _FLOAT16) and low.output[0] not in self.outputs):
+            return None
+        users = consumers.get(low.output[0], [])
+        if len(users) != 1 or not _is_cast(users[0], _FLOAT):
+            return None
+        return low.input[0], low, users[0]
+
+    def _rewrite(self, pair: Any, consumers: dict[str, list[Any]]) -> bool:
+        source, low, high = pair
+        users = consumers.get(high.output[0], [])
+        if high.output[0] in self.outputs or len(users) != 1:
+            return False
+        user = users[0]
+        if _is_cast(user, _FLOAT16):  # round(round(x)) == round(x)
+            user.input[0] = source
+            return True
+        if user.op_type not in _COMMUTE_ROUNDING or len(user.output) != 1 or user.input[0] != high.output[0]:
+            return False
+        if user.op_type == "Clip" and not all(self._fp16_exact(b) for b in user.input[1:] if b):
+            return False
+        out = user.output[0]
+        user.input[0] = source
+        user.output[0] = out + "__unrounded"
+        low.input[0] = user.output[0]
+        high.output[0] = out
+        return True
+
+    def _fp16_exact(self, name: str) -> bool:
+        from onnx import numpy_helper
+
+        tensor = self.tensors.get(name)
+        value = numpy_helper.to_array(tensor) if tensor is not None else None
+        return value is not None and value.size == 1 and bool(value.astype("float16").astype(value.dtype) == value)
+
+    def _pruned(self, nodes: list[Any]) -> list[Any]:
+        """The nodes in topological order, rounding Casts whose results nobody reads dropped."""
+        used = {i for n in nodes for i in n.input} | self.outputs
+        kept = [n for n in nodes if n.op_type != "Cast" or n.output[0] in used]
+        while len(kept) != len(nodes):
+            nodes = kept
+            used = {i for n in nodes for i in n.input} | self.outputs
+            kept = [n for n in nodes if n.op_type != "Cast" or n.output[0] in used]
+        return _topological(kept)
+
+
+def _is_cast(node: Any, to: int) -> bool:
+    return node.op_type == "Cast" and any(a.name == "to" and a.i == to for a in node.attribute)
+
+
+def _topological(nodes: list[Any]) -> list[Any]:
+    """``nodes`` reordered so every node follows its producers (stable otherwise)."""
+    producer = {o: n for n in nodes for o in n.output}
+    done: set[int] = set()
+    out: list[Any] = []
+
+    def visit(n: Any) -> None:
+        stack = [(n, False)]
+        while stack:
+            node, ready = stack.pop()
+            if id(node) in done:
+                continue
+            if ready:
+                done.add(id(node))
+                out.append(node)
+                continue
+            stack.append((node, True))
+            for i in reversed(node.input):
+                p = producer.get(i)
+                if p is not None and id(p) not in done:
+                    stack.append((p, False))
+
+    for n in nodes:
+        visit(n)
+    return out
 
 
 def _make(op: str, inputs: list[str], outputs: list[str]) -> Any:
