@@ -73,7 +73,8 @@ class NetworkUpdate:
             raise NotUpdatableError("The model declares no optimizer; set SGD or Adam (mlupdate make-updatable).")
         if self.values.get("epochs") is None:
             raise NotUpdatableError("The model declares no epochs parameter; set one (mlupdate make-updatable).")
-        self.program = NetworkProgram(spec, TORCH_CPU)
+        # refuse_invalid's lint loaded this spec (compile and dry run) just before: the graph is enough here
+        self.program = NetworkProgram(spec, TORCH_CPU, graph_only=True)
         if not self.program.batched:
             raise NotUpdatableError("mlupdate updates networks whose inputs carry a batch axis (images, or "
                                     "arrays whose first dimension is 1); this model's inputs do not.")
@@ -148,10 +149,10 @@ class NetworkUpdate:
         trivial = not self.frozen.nodes and not any(self.frozen.preprocessed(b) for b in self.boundary)
         executor = None
         if self.frozen_cache and not trivial:
-            # the frozen part runs on its own copy of the modules: moving it to a device never moves
-            # the trainable head's parameters behind the optimizer's back
-            executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.execution, True,
-                                     self.frozen_key())
+            # on CUDA the frozen part runs on its own copy of the modules: moving it to the device never
+            # moves the trainable head's parameters behind the optimizer's back; onnxruntime only reads it
+            frozen = copy.deepcopy(self.frozen) if self.execution.cuda else self.frozen
+            executor = make_executor(frozen, self.program.sample_inputs(1), self.execution, True, self.frozen_key())
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(self.examples), CHUNK):
             if control is not None:
