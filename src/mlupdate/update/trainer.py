@@ -149,10 +149,10 @@ class NetworkUpdate:
         trivial = not self.frozen.nodes and not any(self.frozen.preprocessed(b) for b in self.boundary)
         executor = None
         if self.frozen_cache and not trivial:
-            # on CUDA the frozen part runs on its own copy of the modules: moving it to the device never
-            # moves the trainable head's parameters behind the optimizer's back; onnxruntime only reads it
-            frozen = copy.deepcopy(self.frozen) if self.execution.cuda else self.frozen
-            executor = make_executor(frozen, self.program.sample_inputs(1), self.execution, True, self.frozen_key())
+            # the frozen part runs on its own copy of the modules: moving it to a device never moves
+            # the trainable head's parameters behind the optimizer's back
+            executor = make_executor(copy.deepcopy(self.frozen), self.program.sample_inputs(1), self.execution, True,
+                                     self.frozen_key())
         parts: list[list[np.ndarray]] = []
         for start in range(0, len(self.examples), CHUNK):
             if control is not None:
