@@ -70,9 +70,12 @@ class NetworkProgram:
         spec: A ``Model_pb2.Model`` of a neural-network type (validated by the caller).
         execution: Where it runs (units, executor, threads), validated by the caller.
         cache_key: Identifies the model's bytes for the on-disk ONNX cache (None: no disk cache).
+        graph_only: Compile the torch graph but build no executor and run no dry pass (an update's
+            graph, whose model ``mlupdate.lint`` has just loaded the same way); ``predict`` is unavailable.
     """
 
-    def __init__(self, spec: Any, execution: Execution, cache_key: str | None = None) -> None:
+    def __init__(self, spec: Any, execution: Execution, cache_key: str | None = None, *,
+                 graph_only: bool = False) -> None:
         self.spec = spec
         self.desc = Description.from_spec(spec)
         nn_msg = network_of(spec)
@@ -85,7 +88,7 @@ class NetworkProgram:
         self.flexible_images = flexible_images(self.inputs)
         self._graph: Graph | None = None
         self.batched = True
-        compiled = self._compiled(cache_key, execution)
+        compiled = None if graph_only else self._compiled(cache_key, execution)
         if compiled is not None:
             self.executor: Any = compiled
             return
@@ -95,6 +98,9 @@ class NetworkProgram:
         used = [graph.layers[n.key] for n in graph.nodes]
         # examples stack along the graph's own leading axis unless a layer's shapes depend on values
         self.batched = not any(getattr(m, "per_example", False) for m in used)
+        if graph_only:
+            self.executor = None
+            return
         # flexible array shapes run on torch: an ONNX export fixes the shapes its layers compute with; they are
         # checked against the layers at predict (Core ML accepts a range whose default shape a layer refuses),
         # as are shapes that follow a legacy input's run-time sequence length (mlupdate.layers.shape.Permute)

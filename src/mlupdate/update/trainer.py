@@ -73,7 +73,8 @@ class NetworkUpdate:
             raise NotUpdatableError("The model declares no optimizer; set SGD or Adam (mlupdate make-updatable).")
         if self.values.get("epochs") is None:
             raise NotUpdatableError("The model declares no epochs parameter; set one (mlupdate make-updatable).")
-        self.program = NetworkProgram(spec, TORCH_CPU)
+        # refuse_invalid's lint loaded this spec (compile and dry run) just before: the graph is enough here
+        self.program = NetworkProgram(spec, TORCH_CPU, graph_only=True)
         if not self.program.batched:
             raise NotUpdatableError("mlupdate updates networks whose inputs carry a batch axis (images, or "
                                     "arrays whose first dimension is 1); this model's inputs do not.")
@@ -184,7 +185,8 @@ class NetworkUpdate:
 
     def _forward(self, idx: torch.Tensor) -> torch.Tensor:
         graph = self.head if self.frozen_cache else self.full
-        return graph(*[c[idx] for c in self.cache])[0]
+        # index_select: one gather along the examples axis (advanced indexing costs more per step)
+        return graph(*[c.index_select(0, idx) for c in self.cache])[0]
 
     # -- training -------------------------------------------------------------------------------
     def _optimizer(self) -> torch.optim.Optimizer:
