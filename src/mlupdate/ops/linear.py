@@ -1,9 +1,9 @@
 """linear, matmul, einsum (MIL linear.py).
 
-``linear`` is ``x @ weight.T + bias`` for ``x`` of rank 1 to 3. ``matmul`` follows numpy's matmul (1-D
-operands promoted and the inserted axis removed, batch axes broadcast), after ``transpose_x`` /
-``transpose_y`` swap the last two axes of an operand of rank 2 or more. From iOS17 on the weights, and the
-constant operand of ``matmul``, may have another dtype than the computed input: they are converted to that
+``linear`` is ``x @ weight.T + bias`` for ``x`` of any rank from 1 (the definition says 1 to 3; Core ML runs more).
+``matmul`` follows numpy's matmul (1-D operands promoted and the inserted axis removed, batch axes broadcast), after
+``transpose_x`` / ``transpose_y`` swap the last two axes of an operand of rank 2 or more. From iOS17 on the weights,
+and the constant operand of ``matmul``, may have another dtype than the computed input: they are converted to that
 input's dtype, which is the output's. ``einsum`` supports the two equations the definition lists (and their
 renamings): ``nchw,nwhu->nchu`` and ``chw,whr->chr``, broadcasting ``n`` and ``h`` when one side has 1.
 """
