@@ -68,14 +68,19 @@ def list_length(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 
 @register("list_write")
 def list_write(ctx: OpContext, inputs: dict[str, Any]) -> list[Any]:
-    """A copy of ``ls`` with ``value`` at ``index`` (grown when the index is past the end)."""
+    """A copy of ``ls`` with ``value`` at ``index`` (grown with zeros when the index is past the end)."""
     ls = list(inputs["ls"])
     i = _index(ctx, inputs["index"])
     if i < 0:
         raise LayerError(f"Op '{ctx.name}' (list_write): index {i} is negative.")
-    ls += [None] * (i + 1 - len(ls))
+    _grow(ls, i, inputs["value"])
     ls[i] = inputs["value"]
     return ls
+
+
+def _grow(ls: list[Any], i: int, value: torch.Tensor) -> None:
+    """Extend ``ls`` to hold index ``i``; the new elements are zeros like ``value`` (as Core ML fills them)."""
+    ls += [torch.zeros_like(value) for _ in range(i + 1 - len(ls))]
 
 
 def _element(ctx: OpContext, ls: list[Any], i: int) -> torch.Tensor:
@@ -98,12 +103,12 @@ def list_gather(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
 
 @register("list_scatter")
 def list_scatter(ctx: OpContext, inputs: dict[str, Any]) -> list[Any]:
-    """A copy of ``ls`` with ``value[k]`` at ``indices[k]`` (grown as needed)."""
+    """A copy of ``ls`` with ``value[k]`` at ``indices[k]`` (grown with zeros as needed)."""
     ls = list(inputs["ls"])
     for k, i in enumerate(inputs["indices"].reshape(-1).tolist()):
         if i < 0:
             raise LayerError(f"Op '{ctx.name}' (list_scatter): index {i} is negative.")
-        ls += [None] * (i + 1 - len(ls))
+        _grow(ls, i, inputs["value"][k])
         ls[i] = inputs["value"][k]
     return ls
 

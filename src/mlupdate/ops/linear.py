@@ -1,9 +1,9 @@
 """linear, matmul, einsum (MIL linear.py).
 
-``linear`` is ``x @ weight.T + bias`` for ``x`` of rank 1 to 3. ``matmul`` follows numpy's matmul (1-D
-operands promoted and the inserted axis removed, batch axes broadcast), after ``transpose_x`` /
-``transpose_y`` swap the last two axes of an operand of rank 2 or more. From iOS17 on the weights, and the
-constant operand of ``matmul``, may have another dtype than the computed input: they are converted to that
+``linear`` is ``x @ weight.T + bias`` for ``x`` of any rank from 1 (the definition says 1 to 3; Core ML runs more).
+``matmul`` follows numpy's matmul (1-D operands promoted and the inserted axis removed, batch axes broadcast), after
+``transpose_x`` / ``transpose_y`` swap the last two axes of an operand of rank 2 or more. From iOS17 on the weights,
+and the constant operand of ``matmul``, may have another dtype than the computed input: they are converted to that
 input's dtype, which is the output's. ``einsum`` supports the two equations the definition lists (and their
 renamings): ``nchw,nwhu->nchu`` and ``chw,whr->chr``, broadcasting ``n`` and ``h`` when one side has 1.
 """
@@ -28,8 +28,8 @@ def _matmul_any(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @register("linear")
 def _linear(ctx: OpContext, inputs: dict[str, Any]) -> torch.Tensor:
     x, weight = inputs["x"], inputs["weight"]
-    if not 1 <= x.dim() <= 3:
-        raise op_error(ctx, f"x must have rank 1 to 3, not {x.dim()}")
+    if x.dim() < 1:  # the definition says rank 1 to 3; Core ML runs rank 5 (coremltools' TestLinear stress test)
+        raise op_error(ctx, "x must have rank 1 or more, not 0")
     if weight.dim() != 2 or weight.shape[1] != x.shape[-1]:
         raise op_error(ctx, f"weight has shape {list(weight.shape)}; it must be [D_out, D_in] with D_in = "
                             f"{x.shape[-1]} (the last axis of x)")
