@@ -266,6 +266,59 @@ def child_central(model_path: str, data: str, epochs: int) -> None:
                       "train": len(train), "test": len(test)}))
 
 
+def empty_rounds(model: Path, users: int, rounds: int, work: Path) -> dict[str, Any]:
+    """The floor's Flower part: the same simulation engine and settings, clients that echo the weights."""
+    progress(f"empty Flower rounds (floor), {users} users, {rounds} rounds")
+    r = run_measured([sys.executable, __file__, "--child-empty", str(model), str(users), str(rounds)],
+                     log=work / "empty.log")
+    last = [line for line in r["out"].splitlines() if line.startswith("{")]
+    return {**r, "times": json.loads(last[-1])["times"] if last else []}
+
+
+def child_empty(model_path: str, users: int, rounds: int) -> None:
+    """In a fresh process: FedAvg over ``users`` clients that reply with the weights they got (no training)."""
+    from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    from mlupdate.federated.config import RAY_OBJECT_STORE_BYTES
+    from mlupdate.federated.local import load_spec
+    from mlupdate.federated.weights import updatable_arrays
+
+    client, server = ClientApp(), ServerApp()
+    times: list[float] = []
+
+    @client.train()
+    def train(msg: Message, context: Context) -> Message:
+        metrics = MetricRecord({"num-examples": 1})
+        return Message(RecordDict({"arrays": msg.content["arrays"], "metrics": metrics}), reply_to=msg)
+
+    @server.main()
+    def main(grid: Grid, context: Context) -> None:
+        from flwr.app import Array
+
+        initial = ArrayRecord({k: Array(v) for k, v in updatable_arrays(load_spec(model_path)).items()})
+        start = time.perf_counter()
+
+        def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+            times.append(round(time.perf_counter() - start, 3))
+            return MetricRecord({})
+
+        FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=1, min_evaluate_nodes=0,
+               min_available_nodes=users).start(grid=grid, initial_arrays=initial, num_rounds=rounds,
+                                                train_config=ConfigRecord(), evaluate_config=ConfigRecord(),
+                                                evaluate_fn=evaluate)
+
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    run_simulation(server_app=server, client_app=client, num_supernodes=users,
+                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+                                   "init_args": {"num_cpus": 2, "include_dashboard": False,
+                                                 "object_store_memory": RAY_OBJECT_STORE_BYTES}})
+    print(json.dumps({"times": times}))
+
+
 def federate(model: Path, data: Path, users: int, rounds: int, partition: str, epochs: int,
              work: Path) -> dict[str, Any]:
     tag = f"federate-{partition}"
@@ -367,6 +420,21 @@ def print_rounds(fed: dict[str, Any], first_rounds: int, users: int) -> None:
           "(Python start, Ray and Flower start-up and shut-down).")
 
 
+def print_floor(fed: dict[str, Any], empty: dict[str, Any], first_rounds: int, users: int) -> None:
+    """A later round against its floor's Flower part (empty rounds on the same engine and settings)."""
+    later = round_times(fed["history"][:first_rounds + 1])[1:]
+    t = empty["times"]
+    floor = [b - a for a, b in zip(t[1:], t[2:], strict=False)]
+    print(f"\n## A later round against its floor ({users} users)\n")
+    print("| | median later round (s) |\n|---|---:|")
+    if later:
+        print(f"| mlupdate federate (rounds 2..{first_rounds}) | {statistics.median(later):.2f} |")
+    print(f"| empty Flower round (clients echo the weights) | {statistics.median(floor):.3f} |" if floor else "")
+    if later and floor:
+        print(f"\nRatio to the empty round: {statistics.median(later) / statistics.median(floor):.1f}x "
+              "(the floor adds the head steps on cached features; not yet measured here).")
+
+
 def print_target(cen: dict[str, Any], feds: list[dict[str, Any]], users: int) -> None:
     target = cen["after"]
     print(f"\n## 3. Rounds to reach the clean-label accuracy (within 1 point), {users} users\n")
@@ -433,7 +501,11 @@ def main() -> int:
     ap.add_argument("--skip-fleet", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs, histories, models)")
     ap.add_argument("--child-central", nargs=3, metavar=("MODEL", "DATA", "EPOCHS"), help=argparse.SUPPRESS)
+    ap.add_argument("--child-empty", nargs=3, metavar=("MODEL", "USERS", "ROUNDS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_empty:
+        child_empty(args.child_empty[0], int(args.child_empty[1]), int(args.child_empty[2]))
+        return 0
     if args.child_central:
         child_central(args.child_central[0], args.child_central[1], int(args.child_central[2]))
         return 0
@@ -457,14 +529,17 @@ def main() -> int:
         cen = central(model, data, args.epochs, work)
         feds = [federate(model, data, args.users, max(args.max_rounds, args.rounds), p, args.epochs, work)
                 for p in ("iid", "by-label")]
+        empty = empty_rounds(model, args.users, args.rounds, work)
         progress("done")
         if rows:
             print_fleet(rows, args.users)
         if len(feds[0]["history"]) > 1:
             print_rounds(feds[0], args.rounds, args.users)
+        if len(feds[0]["history"]) > 2:
+            print_floor(feds[0], empty, args.rounds, args.users)
         print_target(cen, feds, args.users)
         print_memory([(r["name"], r) for r in rows if r["workers"]]
-                     + [(f"federate {f['partition']}", f) for f in feds]
+                     + [(f"federate {f['partition']}", f) for f in feds] + [("empty rounds (floor)", empty)]
                      + [("loop, 2 threads (no Ray)", r) for r in rows if r["workers"] == 0 and r["threads"] == 2])
         if rows and not rows[-1]["summary"].get("failed") and len(feds[0]["history"]) > 1:
             print_paper(rows[-1], feds[0], args.users)

@@ -99,3 +99,28 @@ def test_federate_refuses_bad_settings_before_starting_ray(tmp_path, capsys):
     assert main(["federate", str(model), str(tmp_path), "--users", "0", "--rounds", "1"]) == 2
     assert main(["federate", str(model), str(tmp_path), "--users", "1", "--rounds", "1", "--out", str(model)]) == 2
     assert "never overwrites" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5])
+def test_a_renewed_node_task_trains_as_a_fresh_one_every_round(tmp_path, mu):
+    path = str(tmp_path / "conv.mlmodel")
+    write_spec(M.conv_classifier(image=False), path)
+    spec = local.load_spec(path)
+    rng = np.random.default_rng(1)
+    shape = tuple(spec.description.input[0].type.multiArrayType.shape)
+    data = [{"input": rng.standard_normal(shape).astype(np.float32), "label": M.LABELS[i % 3]} for i in range(6)]
+    params = {"seed": 3, "shuffle": True}
+    runs = {}
+    for base in (None, path):
+        arrays, out = updatable_arrays(spec), []
+        for _ in range(3):  # each round starts from the previous round's weights, moved as a server would
+            arrays = {k: v * 0.9 for k, v in arrays.items()}
+            updated, metrics = local.train_local(with_arrays(spec, arrays), data, f"renew-{mu}", params, mu, base=base)
+            arrays = updatable_arrays(updated)
+            out.append((arrays, metrics["loss-before"]))
+        runs[base] = out
+    for (fresh, loss_fresh), (renewed, loss_renewed) in zip(runs[None], runs[path], strict=True):
+        assert loss_renewed == pytest.approx(loss_fresh, rel=1e-6)
+        for k in fresh:
+            np.testing.assert_allclose(renewed[k], fresh[k], rtol=1e-6, atol=1e-7)
+    assert any(not np.array_equal(runs[path][0][0][k], runs[path][2][0][k]) for k in runs[path][0][0])

@@ -65,7 +65,7 @@ def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
         spec = _global(msg, cfg)
         exs, node = node_examples(cfg, context, spec)
         mu = float(cfg["proximal-mu"]) if "proximal-mu" in msg.content["config"] else 0.0
-        updated, metrics = train_local(spec, exs, node, update_parameters(cfg), mu)
+        updated, metrics = train_local(spec, exs, node, update_parameters(cfg), mu, base=str(cfg["model"]))
         return _reply(msg, metrics, updatable_arrays(updated))
 
     @app.evaluate()
@@ -73,7 +73,7 @@ def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
         cfg = settings(defaults, context.run_config, dict(msg.content["config"]))
         spec = _global(msg, cfg)
         exs, node = node_examples(cfg, context, spec)
-        return _reply(msg, evaluate_local(spec, exs, node))
+        return _reply(msg, evaluate_local(spec, exs, node, base=str(cfg["model"])))
 
     return app
 

@@ -22,6 +22,7 @@ from mlupdate.update.task import ProgressHandlers, UpdateTask
 
 _FEATURES: dict[tuple[str, str], list[torch.Tensor]] = {}
 _SPECS: dict[tuple[str, int, int], Any] = {}
+_TASKS: dict[tuple[str, ...], tuple[UpdateTask, list[torch.Tensor]]] = {}
 
 
 def load_spec(path: str | os.PathLike[str]) -> Any:
@@ -44,6 +45,8 @@ def forget(node: str) -> None:
     """Drop the cached features of ``node`` (and of the nodes named ``node/...``)."""
     for key in [k for k in _FEATURES if k[0].startswith(node + "/")]:
         del _FEATURES[key]
+    for tkey in [k for k in _TASKS if k[0].startswith(node + "/")]:
+        del _TASKS[tkey]
 
 
 def cached_nodes() -> int:
@@ -51,11 +54,15 @@ def cached_nodes() -> int:
     return len(_FEATURES)
 
 
+def _seen(examples: Sequence[Mapping[str, Any]]) -> str:
+    return hashlib.sha256(repr([sorted(ex.items()) for ex in examples]).encode()).hexdigest()
+
+
 def _task(spec: Any, examples: Sequence[Mapping[str, Any]], node: str, parameters: Mapping[str, Any] | None = None,
           handlers: ProgressHandlers | None = None) -> UpdateTask:
     """An ``UpdateTask`` with its frozen-part features computed, from (or into) this process's cache."""
     task = UpdateTask(spec, list(examples), parameters=parameters, progress_handlers=handlers)
-    seen = hashlib.sha256(repr([sorted(ex.items()) for ex in examples]).encode()).hexdigest()
+    seen = _seen(examples)
     try:
         key = (f"{node}/{seen}", task.frozen_key)
     except NotUpdatableError:
@@ -69,8 +76,38 @@ def _task(spec: Any, examples: Sequence[Mapping[str, Any]], node: str, parameter
     return task
 
 
+def _renewed(spec: Any, examples: Sequence[Mapping[str, Any]], node: str, base: str | None,
+             parameters: Mapping[str, Any] | None, proximal_mu: float) -> tuple[UpdateTask, list[torch.Tensor]]:
+    """The node's task on ``spec`` and FedProx's anchor.
+
+    Built once per (base model file as it is now, node, examples, settings) in this process, renewed with
+    ``spec``'s updatable weights after that (``base`` None: built every time).
+    """
+    stamp = "" if base is None else f"{os.path.realpath(base)}:{os.stat(base).st_mtime_ns}:{os.stat(base).st_size}"
+    key = (f"{node}/{_seen(examples)}", stamp, repr(sorted((parameters or {}).items())), repr(proximal_mu))
+    if base is not None and key in _TASKS:
+        task, anchor = _TASKS[key]
+        task = task.renewed(spec)
+    else:
+        anchor = []
+
+        def proximal(ctx: Any) -> None:
+            step = float(ctx.parameters["learning_rate"]) * proximal_mu
+            with torch.no_grad():
+                for p, p0 in zip(ctx.task.trainable_parameters, anchor, strict=True):
+                    p.sub_(step * (p - p0))
+
+        handlers = ProgressHandlers({"mini_batch_end"}, proximal) if proximal_mu > 0 else None
+        task = _task(spec, examples, node, parameters, handlers)
+    if base is not None:
+        _TASKS[key] = (task, anchor)
+    anchor[:] = [p.detach().clone() for p in task.trainable_parameters]
+    return task, anchor
+
+
 def train_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str,
-                parameters: Mapping[str, Any] | None = None, proximal_mu: float = 0.0) -> tuple[Any, dict[str, float]]:
+                parameters: Mapping[str, Any] | None = None, proximal_mu: float = 0.0,
+                base: str | None = None) -> tuple[Any, dict[str, float]]:
     """Update ``spec`` on one node's examples.
 
     Args:
@@ -80,6 +117,8 @@ def train_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str,
         parameters: Overrides of the model's update parameters (``epochs``, ``learning_rate``, ...).
         proximal_mu: FedProx's mu: after every mini-batch, the updatable weights move towards the global
             ones by ``learning_rate * mu * (w - w_global)`` (the proximal term's gradient step). 0: plain update.
+        base: Names the model ``spec`` is, its updatable weights aside (a ``load_spec`` path): the node's
+            task is then built once per process and renewed every round. None: a new task every call.
 
     Returns:
         The updated spec and ``num-examples``, ``train-loss``, ``loss-before``, ``loss-after``,
@@ -88,17 +127,7 @@ def train_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str,
     Raises:
         mlupdate.Error: What ``UpdateTask`` raises (bad data, parameters, a diverging update).
     """
-    anchor: list[torch.Tensor] = []
-
-    def proximal(ctx: Any) -> None:
-        step = float(ctx.parameters["learning_rate"]) * proximal_mu
-        with torch.no_grad():
-            for p, p0 in zip(ctx.task.trainable_parameters, anchor, strict=True):
-                p.sub_(step * (p - p0))
-
-    handlers = ProgressHandlers({"mini_batch_end"}, proximal) if proximal_mu > 0 else None
-    task = _task(spec, examples, node, parameters, handlers)
-    anchor[:] = [p.detach().clone() for p in task.trainable_parameters]
+    task, _ = _renewed(spec, examples, node, base, parameters, proximal_mu)
     before = task.evaluate()
     ctx = task.run()
     after = task.evaluate()
@@ -108,10 +137,14 @@ def train_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str,
     return ctx.spec, metrics
 
 
-def evaluate_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str) -> dict[str, float]:
+def evaluate_local(spec: Any, examples: Sequence[Mapping[str, Any]], node: str,
+                   base: str | None = None) -> dict[str, float]:
     """``num-examples``, ``loss`` and ``accuracy`` of ``spec`` on examples, without training.
+
+    ``base`` as for :func:`train_local`: the evaluating task is built once and renewed.
 
     Raises:
         mlupdate.Error: Bad examples (``TrainingDataError``, ``ImageError``).
     """
-    return {"num-examples": len(examples), **_task(spec, examples, node).evaluate()}
+    task, _ = _renewed(spec, examples, node, base, None, 0.0)
+    return {"num-examples": len(examples), **task.evaluate()}

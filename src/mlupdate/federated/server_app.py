@@ -103,7 +103,7 @@ def run_server(grid: Grid, cfg: Mapping[str, Any], strategy: Strategy | None = N
         model = with_arrays(spec, {k: v.numpy() for k, v in arrays.items()})
         if server_round:
             write_spec(model, out)
-        scores = evaluate_local(model, test, "server/held-out") if test else {}
+        scores = evaluate_local(model, test, "server/held-out", base=str(cfg["model"])) if test else {}
         entry = {"round": server_round, "loss": scores.get("loss"), "accuracy": scores.get("accuracy"),
                  "held-out": len(test), **rounds.get(server_round, {"clients": 0, "failures": 0}),
                  "time": round(time.perf_counter() - start, 3), "model": digest(model)}

@@ -10,6 +10,7 @@ The rules the update follows are in ``docs/update-semantics.md``.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import warnings
@@ -318,6 +319,29 @@ class UpdateTask:
     def evaluate(self) -> dict[str, float]:
         """Loss and (categorical cross-entropy) accuracy of the current weights on the task's examples."""
         return self._network_job("evaluate").scores()
+
+    def renewed(self, model: Any) -> UpdateTask:
+        """A new task on the same examples, parameters and handlers, starting from ``model``'s updatable weights.
+
+        For many updates of one model whose updatable layers alone change (a federated node's rounds): the
+        new task shares this one's network and frozen features, so it skips their construction and the
+        model's checks. This task's own result (``context.spec``) then holds the new task's weights.
+
+        Args:
+            model: This task's model (spec, path or ``Model``) with other weights in its updatable layers.
+
+        Raises:
+            NotUpdatableError: For a task that is not a neural network's.
+            UpdateError: This task is still running.
+        """
+        job = self._network_job("renewed")
+        if self._state in ("running", "cancelling"):
+            raise UpdateError("The task is still running; wait for it before renewing it.")
+        job.load_weights(resolve_spec(model))
+        task = copy.copy(self)
+        task._state, task._error, task._cancel, task._pending_lr = "suspended", None, False, None
+        task._lock, task._done, task._thread, task.context = threading.Lock(), threading.Event(), None, None
+        return task
 
     @property
     def trainable_parameters(self) -> list[Any]:

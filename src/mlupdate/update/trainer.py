@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mlupdate.errors import NotUpdatableError, UpdateError
-from mlupdate.layers.weights import set_weights
+from mlupdate.layers.weights import set_weights, weight_array
 from mlupdate.runtime.execution import TORCH_CPU, Execution
 from mlupdate.runtime.executors import make_executor
 from mlupdate.runtime.network import CHUNK, DECODE_THREADS, NetworkProgram
@@ -207,6 +207,19 @@ class NetworkUpdate:
             bias = None if module.bias is None else module.bias.detach().cpu().numpy().copy()
             out.append((int(key[1:]), layer.WhichOneof("layer"), module.weight.detach().cpu().numpy().copy(), bias))
         return out
+
+    def load_weights(self, spec: Any) -> None:
+        """Start from ``spec``'s updatable layers' weights (``spec``: this job's model, other weights there)."""
+        layers = network_of(spec).layers
+        with torch.no_grad():
+            for key, layer in self.trainable:
+                p = getattr(layers[int(key[1:])], layer.WhichOneof("layer"))
+                module = self.program.graph.layers[key]
+                w = weight_array(p.weights, None, f"Layer '{layer.name}' weights")
+                module.weight.copy_(torch.from_numpy(w).reshape(module.weight.shape))
+                if module.bias is not None:
+                    module.bias.copy_(torch.from_numpy(weight_array(p.bias, None, f"Layer '{layer.name}' bias")))
+        self._spec_with(self._weights(), self.spec)
 
     def _spec_with(self, weights: list[tuple[int, str, np.ndarray, np.ndarray | None]], spec: Any = None) -> Any:
         spec = copy_spec(self.spec) if spec is None else spec
