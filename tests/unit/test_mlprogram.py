@@ -376,3 +376,32 @@ def test_image_output_is_an_image(tmp_path: Path) -> None:
     out = mlupdate.load(path).predict({"x": Image.fromarray(pixels)})["out"]
     assert isinstance(out, Image.Image) and out.size == (5, 4) and out.mode == "RGB"
     np.testing.assert_array_equal(np.asarray(out), pixels.astype(np.int32) + 10)
+
+
+def test_a_shape_given_at_run_time_loads_and_sets_the_output_shape(tmp_path):
+    """coremltools' random op tests feed the shape as an input: zeros must not stand for it at load."""
+    from coremltools.converters.mil.mil import Builder as mb
+
+    def build(shape):
+        return mb.random_uniform(shape=shape, low=2.0, high=3.0, name="out")
+
+    got = run_program(build, {"shape": np.array([2, 5], np.int32)}, tmp_path)["out"]
+    assert got.shape == (2, 5) and ((got >= 2.0) & (got < 3.0)).all()
+
+
+def test_a_run_time_shape_is_not_frozen_by_the_export(tmp_path):
+    """fill's shape read at run time: the program runs on torch, and a second shape is honoured."""
+    import warnings
+
+    from coremltools.converters.mil.mil import Builder as mb
+
+    def build(shape):
+        return mb.fill(shape=shape, value=2.5, name="out")
+
+    path = save_program(build, {"shape": ((2,), np.int32)}, tmp_path / "fill.mlpackage")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "runs this model with PyTorch instead"
+        model = mlupdate.load(path)
+    for shape in ([2, 3], [4, 1]):
+        got = model.predict({"shape": np.array(shape, np.int32)})["out"]
+        np.testing.assert_array_equal(got, np.full(shape, 2.5))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mlupdate.errors import LayerError
+from mlupdate.errors import Error, ExportError, LayerError
 from mlupdate.layers.common import check_size
 from mlupdate.ops import Kernel, OpContext, register
 
@@ -31,6 +31,8 @@ def kernel(*names: str, since: int = 15) -> Callable[[Kernel], Kernel]:
         def guarded(ctx: OpContext, inputs: dict[str, Any]) -> Any:
             try:
                 return fn(ctx, inputs)
+            except Error:  # already names the op (or asks for the torch fallback)
+                raise
             except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                 raise op_error(ctx, str(exc).split("\n")[0]) from exc
 
@@ -58,6 +60,8 @@ def ints_of(ctx: OpContext, inputs: dict[str, Any], param: str) -> list[int]:
         return [int(v) for v in np.asarray(ctx.consts[param]).reshape(-1)]
     if param not in inputs:
         raise op_error(ctx, f"the input '{param}' is missing")
+    if torch.jit.is_tracing():  # an export would freeze the values it traced with: run such a program on torch
+        raise ExportError(f"Op '{ctx.name}' ({ctx.op_type}) reads its '{param}' at run time")
     return [int(v) for v in inputs[param].reshape(-1).tolist()]
 
 

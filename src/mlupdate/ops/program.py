@@ -85,6 +85,7 @@ class ProgramModule(nn.Module):
         output_names: The values the main block returns.
         states: The names of the inputs that are states.
         has_blocks: Whether an op has nested blocks (control flow: not expressible in an ONNX export).
+        exportable: False when an op's kernel cannot be expressed in an ONNX export (random draws).
 
     Raises:
         SpecError: For a missing function or opset block, a name used before it is defined, an undecodable
@@ -109,6 +110,7 @@ class ProgramModule(nn.Module):
         self.states = tuple(n for n, t in zip(self.input_names, self.input_types, strict=True)
                             if isinstance(t, OtherType) and t.kind == "state")
         self.has_blocks = False
+        self.exportable = True
         self._consts: dict[str, tuple[Any, int]] = {}  # constant name -> (held numpy value, buffer slot)
         self._tensors: list[torch.Tensor] = []
         known = dict(zip(self.input_names, self.input_types, strict=True))
@@ -171,6 +173,7 @@ class ProgramModule(nn.Module):
             raise SpecError(f"Op '{name}' is of type '{op.type}', which is not an op of MIL's opsets iOS15 to iOS18: "
                             "the program is damaged or was written by a newer Core ML. Save it again with coremltools.")
         kernel = kernel_for(op.type, self.opset, name)
+        self.exportable &= getattr(kernel, "exportable", True)
         blocks = ()
         if op.blocks:
             self.has_blocks = True

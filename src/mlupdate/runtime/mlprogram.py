@@ -161,7 +161,7 @@ class MLProgram:
         from mlupdate.runtime.executors import make_executor
 
         module = self.module
-        exportable = not (module.has_blocks or module.states or self.flexible)
+        exportable = module.exportable and not (module.has_blocks or module.states or self.flexible)
         samples = self.sample_inputs()
         execution = self.execution
         if self.state_types:
@@ -171,8 +171,10 @@ class MLProgram:
             samples += list(self.make_state().values.values())
         else:
             self.executor = make_executor(_graph(module), samples, execution, False, self.key, (), exportable)
-        if self.executor.name == "torch" and not module.has_blocks:
-            self.executor.run(samples)  # a dry run: ops that do not fit their inputs fail at load (loops may not end)
+        # a dry run: ops that do not fit their inputs fail at load; not with loops (they may not end), nor with
+        # integer inputs, which may be shapes or indexes that zeros do not stand for
+        if self.executor.name == "torch" and not module.has_blocks and all(s.dtype.kind == "f" for s in samples):
+            self.executor.run(samples)
         elif self.executor.name == "onnxruntime":
             self._module = None  # onnxruntime holds the weights now; a failure to diagnose compiles it again
 
