@@ -9,8 +9,7 @@ extended, a blob name swapped, a message cleared), removes or duplicates a layer
 the serialized bytes. A third of them aim at what an outside fuzzer found slipping through
 (:func:`targeted`): a repeated field emptied, a count or size made negative, a feature of another
 type where an array is declared, a training input reshaped so that it disagrees with the loss, an
-empty message in place of the one a oneof holds (an empty meanImage for a scaler), a classifier's
-probabilities or label output renamed or retyped (or its names pointing elsewhere).
+empty message in place of the one a oneof holds (an empty meanImage for a scaler).
 """
 
 from __future__ import annotations
@@ -252,8 +251,7 @@ _OTHER_TYPES = ("int64Type", "doubleType", "stringType", "dictionaryType", "imag
 
 def targeted(spec: Any, rng: random.Random) -> str | None:
     """One of the mutations aimed at the bad-file class; None when the spec has nothing to aim at."""
-    kinds = [_empty_repeated, _negative_count, _other_feature_type, _reshape_training_input, _other_oneof,
-             _classifier_names]
+    kinds = [_empty_repeated, _negative_count, _other_feature_type, _reshape_training_input, _other_oneof]
     rng.shuffle(kinds)
     for kind in kinds:
         done = kind(spec, rng)
@@ -361,38 +359,3 @@ def _other_oneof(spec: Any, rng: random.Random) -> str | None:
     path, msg, fd = rng.choice(found)
     getattr(msg, fd.name).SetInParent()
     return f"set {path}.{fd.name} to an empty message"
-
-
-def _classifier_names(spec: Any, rng: random.Random) -> str | None:
-    """A classifier's probabilities or label output renamed or retyped, or its names pointing elsewhere."""
-    d = spec.description
-    names = [n for n in (d.predictedProbabilitiesName, d.predictedFeatureName) if n]
-    if not names:
-        return None
-    name = rng.choice(names)
-    other = rng.choice([*(f.name for f in d.output), f"{name}Probs", "nowhere", ""])
-    roll = rng.random()
-    if roll < 0.4:
-        field = "predictedProbabilitiesName" if name == d.predictedProbabilitiesName else "predictedFeatureName"
-        setattr(d, field, other)
-        return f"pointed {field} at {other!r}"
-    out = next((f for f in d.output if f.name == name), None)
-    if out is None:
-        return None
-    if roll < 0.7:
-        out.name = other
-        return f"renamed output '{name}' to {other!r}"
-    new = rng.choice([t for t in _OTHER_TYPES if t != out.type.WhichOneof("Type")])
-    out.type.Clear()
-    typed = getattr(out.type, new)
-    if new == "dictionaryType":
-        typed.stringKeyType.SetInParent()
-    elif new == "sequenceType":
-        typed.stringType.SetInParent()
-    elif new == "multiArrayType":
-        typed.shape.append(3)
-    elif new == "imageType":
-        typed.width, typed.height, typed.colorSpace = 4, 4, 10
-    else:
-        typed.SetInParent()
-    return f"made output '{name}' a {new}"
