@@ -283,3 +283,4 @@ def test_an_mse_target_that_is_not_an_array_is_refused():
     target.type.stringType.SetInParent()
     problems = [p for p in mlupdate.lint(spec) if p.rule == "loss-target-shape"]
     assert problems and "must be a multiArray" in problems[0].message
+

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlupdate.authoring import netgraph as ng
 from mlupdate.spec.model_types import UPDATABLE_LAYERS, network_of
+from mlupdate.spec.params import outside_domain, snake
 from mlupdate.spec.validate import loss_target_problems
 
 
@@ -233,7 +234,20 @@ def _optimizer(up: Any) -> list[Problem]:
             out += double_problems(key, getattr(opt, key))
     if which == "sgdOptimizer" and opt.HasField("momentum"):
         out += [Problem("warning", p.rule, p.message) for p in double_problems("momentum", opt.momentum)]
+    for key in ("learningRate", "momentum") if which == "sgdOptimizer" else ("learningRate", "beta1", "beta2", "eps"):
+        if opt.HasField(key):
+            out += _domain_problems(label, key, getattr(opt, key))
     return out
+
+
+def _domain_problems(label: str, key: str, p: Any) -> list[Problem]:
+    """A default no optimizer can run with (Core ML's validator only compares it with the declared range)."""
+    what = outside_domain(snake(key), p.defaultValue)
+    if what is None:
+        return []
+    return [_err("optimizer-value", f"The {label} optimizer's {key} default is {p.defaultValue}; it must be {what} "
+                                    "for the optimizer to compute an update. Set a default in that domain (and a "
+                                    "range inside it). " + REMAKE)]
 
 
 def _top_level(up: Any) -> list[Problem]:

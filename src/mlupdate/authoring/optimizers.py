@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from mlupdate.errors import ParameterError
+from mlupdate.spec.params import outside_domain
 
 Range = tuple[float, float]
 
@@ -32,6 +33,10 @@ def _check_double(name: str, value: Any, bounds: Any) -> tuple[float, Range]:
             f"{name}={value} lies outside its allowed range [{lo}, {hi}]; Core ML rejects such a model. "
             f"Choose a value inside the range or widen {name}_range."
         )
+    what = outside_domain(name, value)
+    if what is not None:
+        raise ParameterError(f"{name}={value}: {name} must be {what} for the optimizer to compute an update. "
+                             "Choose such a value.")
     return float(value), (lo, hi)
 
 

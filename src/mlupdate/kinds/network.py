@@ -27,6 +27,21 @@ def _program(spec: Any, build: Build) -> Any:
 def _check_classifier(spec: Any, where: str) -> None:
     if spec.neuralNetworkClassifier.WhichOneof("ClassLabels") is None:
         raise SpecError(f"{where} is a classifier without class labels; add stringClassLabels or int64ClassLabels.")
+    d = spec.description
+    outputs = {o.name: o for o in d.output}
+    for field, name, kind in (("predictedFeatureName", d.predictedFeatureName, None),
+                              ("predictedProbabilitiesName", d.predictedProbabilitiesName, "dictionaryType")):
+        if not name:
+            continue
+        out = outputs.get(name)
+        if out is None:
+            raise SpecError(f"{where}'s {field} is '{name}', which is not one of its outputs "
+                            f"({', '.join(outputs) or 'none'}). Name the output that holds it, or declare it.")
+        got = out.type.WhichOneof("Type")
+        if kind is not None and got != kind:
+            raise SpecError(f"{where}'s {field} names output '{name}', declared a {got or 'feature without a type'}; "
+                            "a classifier's probabilities are a dictionary of class label to probability. Declare "
+                            "it as a dictionary keyed like the class labels.")
 
 
 def _update(spec: Any, request: UpdateRequest) -> Any:

@@ -7,11 +7,42 @@ Keys are the snake_case forms of ``MLParameterKey``: ``learning_rate``, ``moment
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from mlupdate.errors import ParameterError
 from mlupdate.spec.model_types import network_of
+
+#: What each optimizer parameter can be, whatever range a model declares: ``key -> (low, high, what it is)``
+#: for a finite ``low <= value < high``. Core ML's validator checks only that a default lies in its declared
+#: range; an optimizer cannot run with a negative learning rate or momentum, an Adam decay rate of 1 or more
+#: (its bias correction divides by ``1 - beta**t``), a negative epsilon, or a value that is not finite.
+OPTIMIZER_DOMAINS: dict[str, tuple[float, float, str]] = {
+    "learning_rate": (0.0, math.inf, "a finite number of 0 or more"),
+    "momentum": (0.0, math.inf, "a finite number of 0 or more"),
+    "beta1": (0.0, 1.0, "in [0, 1)"),
+    "beta2": (0.0, 1.0, "in [0, 1)"),
+    "eps": (0.0, math.inf, "a finite number of 0 or more"),
+}
+
+
+def snake(key: str) -> str:
+    """``learningRate`` -> ``learning_rate`` (snake_case keys pass unchanged)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", str(key)).lower()
+
+
+def outside_domain(key: str, value: float) -> str | None:
+    """What an optimizer parameter must be, when ``value`` is not (None when it is, or ``key`` has no domain).
+
+    Keys are the snake_case ones of :data:`OPTIMIZER_DOMAINS`.
+    """
+    domain = OPTIMIZER_DOMAINS.get(key)
+    if domain is None:
+        return None
+    low, high, what = domain
+    return None if math.isfinite(value) and low <= value < high else what
 
 
 @dataclass(frozen=True)
@@ -62,6 +93,9 @@ class ParameterDescription:
                 f"{self.key}={value} is outside the model's allowed range [{self.min}, {self.max}]. "
                 "Choose a value inside it, or re-author the model with a wider range."
             )
+        what = outside_domain(self.key, value)
+        if what is not None:
+            raise ParameterError(f"{self.key}={value} cannot be used: {self.key} must be {what}. Choose such a value.")
         return value
 
     def describe(self) -> str:

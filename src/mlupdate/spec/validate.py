@@ -76,9 +76,9 @@ def _weight_params(msg: Any) -> list[Any]:
 def loss_target_problems(spec: Any) -> list[str]:
     """Where an updatable network's loss target disagrees with what its loss reads (declared types and shapes).
 
-    An MSE target must be a multiArray holding as many values as the loss input (a model output);
-    a cross-entropy target that is a class index must hold one value. Each message names both
-    features, their shapes and the fix.
+    An MSE target must be a multiArray holding as many values as the loss input, and a loss input that
+    is a model output must be declared a multiArray; a cross-entropy target that is a class index must
+    hold one value. Each message names both features, their shapes and the fix.
     """
     kind = spec.WhichOneof("Type")
     if kind not in NN_TYPES:
@@ -99,7 +99,13 @@ def loss_target_problems(spec: Any) -> list[str]:
                            f"{target.type.WhichOneof('Type') or 'feature without a type'}; an MSE target must be a "
                            "multiArray. Declare it as a multiArray shaped like the loss input.")
                 continue
-            if source is None or source.type.WhichOneof("Type") != "multiArrayType":
+            if source is None:  # an inner blob: its shape is known only when the network runs
+                continue
+            if source.type.WhichOneof("Type") != "multiArrayType":
+                out.append(f"MSE loss '{loss.name}' reads '{source.name}', which the model declares a "
+                           f"{source.type.WhichOneof('Type') or 'feature without a type'} output; an MSE loss "
+                           "compares a multiArray output with its target. Declare the output as a multiArray "
+                           f"shaped like '{target.name}'.")
                 continue
             want, got = _declared_shape(source), _declared_shape(target)
             if want and got and math.prod(want) != math.prod(got):

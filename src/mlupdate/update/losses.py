@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mlupdate.errors import NotUpdatableError, UpdateError
+from mlupdate.errors import NotUpdatableError, TrainingDataError, UpdateError
 from mlupdate.graph import Graph
 from mlupdate.update.data import Target
 
@@ -42,7 +42,15 @@ class Loss:
         """The mini-batch loss (a scalar)."""
         if self.kind == "cce":
             return F.cross_entropy(as_rows(out, self.axis), target)
-        return F.mse_loss(out.reshape(out.shape[0], -1), target.reshape(target.shape[0], -1))
+        got, want = out.reshape(out.shape[0], -1), target.reshape(target.shape[0], -1)
+        if got.shape != want.shape:
+            raise TrainingDataError(
+                f"MSE loss '{self.name}' compares '{self.blob}', {got.shape[1]} values per example (shape "
+                f"{list(out.shape[1:])}), with '{self.target.name}', {want.shape[1]} value(s) per example (shape "
+                f"{list(target.shape[1:])}); they must hold the same number of values. Declare "
+                f"'{self.target.name}' (and give its values) with {got.shape[1]} values."
+            )
+        return F.mse_loss(got, want)
 
 
 def as_rows(logits: torch.Tensor, axis: int) -> torch.Tensor:

@@ -7,23 +7,17 @@ Keys are the snake_case forms of Core ML's ``MLParameterKey`` (``learning_rate``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from mlupdate.errors import ParameterError
 from mlupdate.kinds import update_parameters
 from mlupdate.runtime.execution import Execution, check_crop_and_scale
-from mlupdate.spec.params import ParameterDescription
+from mlupdate.spec.params import ParameterDescription, outside_domain, snake
 
 #: Keys that may change while the task runs (``resume(parameters=...)`` inside a handler), as in Core ML.
 ADJUSTABLE_IN_PROGRESS = ("learning_rate",)
 CONFIGURATION_KEYS = ("parameters", "compute_units", "crop_and_scale")
-
-
-def snake(key: str) -> str:
-    """``learningRate`` -> ``learning_rate`` (snake_case keys pass unchanged)."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", str(key)).lower()
 
 
 def descriptions(spec: Any) -> dict[str, ParameterDescription]:
@@ -90,6 +84,13 @@ def resolve(spec: Any, configuration: Mapping[str, Any] | None, parameters: Mapp
             raise ParameterError(
                 f"Parameter '{key}' is {values[key]}; it must be a positive integer (Core ML's validator refuses "
                 "the model otherwise). Set it in the model (mlupdate make-updatable) or pass parameters=..."
+            )
+    for key, value in values.items():
+        what = outside_domain(key, value) if isinstance(value, float) else None
+        if what is not None:
+            raise ParameterError(
+                f"Parameter '{key}' is {value}; it must be {what}. Set another default in the model (mlupdate "
+                "make-updatable) or pass parameters=..."
             )
     execution = Execution(config.get("compute_units", default_compute_units))
     return values, execution, check_crop_and_scale(config.get("crop_and_scale", default_crop))
