@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     spec = read_spec(args.model)
 
     def compiled() -> bool:  # imports torch: on the worker thread too
-        from mlupdate.runtime.network import NN_TYPES, is_compiled
+        from mlupdate.runtime.network import is_compiled
+        from mlupdate.spec.model_types import NN_TYPES
 
         return spec.WhichOneof("Type") in NN_TYPES and is_compiled(spec)
 
