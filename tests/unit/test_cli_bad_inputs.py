@@ -250,6 +250,14 @@ def test_bad_data_and_option_values_are_refused_naming_them(ws, capsys, row):
     assert not (ws / "o.mlmodel").exists() and not (ws / "g.mlmodel").exists()  # refused before any work
 
 
+@pytest.mark.parametrize("argv", [["compile", "{w}/dense.mlmodel"], ["cache"], ["cache", "--clear"]])
+def test_a_cache_folder_that_cannot_be_made_is_refused_before_compiling(ws, capsys, monkeypatch, argv):
+    monkeypatch.setenv("MLUPDATE_CACHE_DIR", str(ws / "afile"))  # a file where the cache folder should be
+    code, err = run_in_process(argv, ws, capsys)
+    check_message(code, err, ws, "$MLUPDATE_CACHE_DIR", "Choose another folder")
+    assert (ws / "afile").read_text() == "a file"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
