@@ -145,6 +145,7 @@ ROWS = {
                                    "give @file.npy"),
     "predict unknown input": (["predict", "{w}/dense.mlmodel", "--input", "nope=1"], "'nope'", "its inputs are"),
     "predict missing photo": (["predict", "{w}/img.mlmodel", "{w}/missing.png"], "missing.png", "check the path"),
+    "predict a folder for a photo": (["predict", "{w}/img.mlmodel", "{w}/good"], "good", "give the image files"),
     "predict corrupt photo": (["predict", "{w}/img.mlmodel", "{w}/corrupt/a/x.png"], "x.png", "choose an image"),
     "predict a photo for an array model": (["predict", "{w}/dense.mlmodel", "{w}/photo.png"], "input",
                                            "--input NAME=VALUE"),
