@@ -17,8 +17,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the cache's state, clearing it first with ``--clear``."""
-    from mlupdate.runtime.cache import evict, info, max_bytes
+    from mlupdate.cli.outputs import check_folder
+    from mlupdate.runtime.cache import cache_dir, evict, info, max_bytes
 
+    check_folder(cache_dir(), "The cache folder ($MLUPDATE_CACHE_DIR)")
     if args.clear:
         print(f"Removed {evict(0)} compiled model(s).")
     cached = info()

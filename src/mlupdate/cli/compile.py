@@ -20,10 +20,12 @@ def run(args: argparse.Namespace) -> int:
     """Load (which compiles into the cache) and report."""
     import mlupdate
     from mlupdate.cli.interrupt import in_worker
+    from mlupdate.cli.outputs import check_folder
     from mlupdate.cli.progress import spinner
-    from mlupdate.runtime.cache import info
+    from mlupdate.runtime.cache import cache_dir, info
     from mlupdate.spec.io import read_spec
 
+    check_folder(cache_dir(), "The cache folder ($MLUPDATE_CACHE_DIR)")  # or it would say "Compiled" and keep nothing
     start = time.perf_counter()
     spec = read_spec(args.model)
 

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from mlupdate.federated.data import federation_split, io_names
     from mlupdate.federated.local import load_spec
     from mlupdate.federated.simulation import run_federated
+    from mlupdate.update.parameters import resolve
 
     check_file(args.out, "--out", source=args.model)
     if args.history:
@@ -59,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.model)  # a missing or broken model, and the label rule's note, before Ray starts
     federation_split(args.data, io_names(spec)[2], args.seed, announce=True)
     options.update({k: v for k, v in (("epochs", args.epochs), ("learning-rate", args.learning_rate)) if v is not None})
+    # a value the model does not allow fails here, not as a traceback in every user's Ray worker
+    resolve(spec, None, {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate))
+                         if v is not None})
 
     stopping = threading.Event()
 

@@ -49,7 +49,8 @@ def check_folder(path: str | os.PathLike[str], option: str) -> Path:
     full = p.absolute()
     existing = next(q for q in (full, *full.parents) if q.exists())  # the root always exists
     if not existing.is_dir():
-        raise ModelFileError(f"{option} {p}: {existing} is a file, so the folder cannot be created there.")
+        raise ModelFileError(f"{option} {p}: {existing} is a file, so the folder cannot be created there. Choose "
+                             "another folder (or move the file away).")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ModelFileError(f"{option} {p}: {existing} is not writable. Choose a writable folder (or change its "
                              "permissions).")

@@ -151,6 +151,8 @@ def to_pil(image: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
         return _decode(io.BytesIO(image), "uploaded image", max_pixels)
     if isinstance(image, (str, os.PathLike)):
         p = Path(image)
+        if p.is_dir():
+            raise ImageError(f"{p} is a folder, not an image file: give the image files in it (e.g. {p}/*.jpg).")
         if not p.is_file():
             raise ImageError(f"No image file at {p}: check the path.")
         return _decode(p, str(p), max_pixels)

@@ -77,6 +77,7 @@ def _read_csv(root: Path) -> list[tuple[Any, str]]:
         raise TrainingDataError(f"{root} is not a CSV (it holds binary data): pass a CSV of path,label rows or a "
                                 "folder of <label>/ subfolders.")
     pairs: list[tuple[Any, str]] = []
+    width: tuple[int, int] | None = None  # (values per array row, the line that set it)
     for n, row in enumerate(csv.reader(text.splitlines()), 1):
         if not row or not "".join(row).strip() or row[0].startswith("#") or \
                 (n == 1 and row[-1].strip().lower() == "label"):
@@ -85,6 +86,10 @@ def _read_csv(root: Path) -> list[tuple[Any, str]]:
             raise TrainingDataError(f"{root}:{n}: expected 'path,label' or 'values...,label', got "
                                     f"{','.join(row)!r}. Fix the row or remove it.")
         if len(row) > 2 or _number(row[0]):
+            width = width or (len(row) - 1, n)
+            if len(row) - 1 != width[0]:
+                raise TrainingDataError(f"{root}:{n}: {len(row) - 1} values before the label, but line {width[1]} has "
+                                        f"{width[0]}. Give every array row the same number of values, then the label.")
             pairs.append((_numbers(row[:-1], root, n), row[-1].strip()))
             continue
         path = Path(row[0].strip())
