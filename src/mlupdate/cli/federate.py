@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import threading
 from typing import Any
 
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     if args.users < 1 or args.rounds < 1 or args.cpus < 1:
         raise ParameterError(f"--users, --rounds and --cpus must be at least 1 (got {args.users}, {args.rounds}, "
                              f"{args.cpus}).")
+    if not math.isfinite(args.proximal_mu) or args.proximal_mu < 0:
+        raise ParameterError(f"--proximal-mu is FedProx's mu, a weight of at least 0 (0 trains as FedAvg); got "
+                             f"{args.proximal_mu}. Pass e.g. --proximal-mu 0.01.")
     options = {"strategy": args.strategy, "fraction-train": args.fraction, "fraction-evaluate": args.fraction_evaluate,
                "partition": args.partition, "partition-seed": args.seed, "proximal-mu": args.proximal_mu,
                "history": args.history or ""}

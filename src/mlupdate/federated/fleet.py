@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -72,6 +73,26 @@ def user_dirs(users_dir: str | os.PathLike[str]) -> list[Path]:
     return dirs
 
 
+def reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a Ray ``address`` (``host:port`` or ``ray://host:port``) that nothing answers on, before Ray retries it.
+
+    ``auto`` (a cluster on this machine) is left to Ray, which says at once when there is none.
+
+    Raises:
+        mlupdate.Error: Naming the address and what to check.
+    """
+    hostport = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise Error(f"--address {address}: no Ray cluster answers there ({exc}). Start one (ray start --head) and "
+                    "pass its address, or leave --address out to run a local Ray.") from None
+
+
 def personalize_fleet(model: str | os.PathLike[str], users_dir: str | os.PathLike[str], out: str | os.PathLike[str],
                       *, workers: int = 2, address: str | None = None, parameters: Mapping[str, Any] | None = None,
                       on_result: Callable[[Result], None] | None = None) -> list[Result]:
@@ -96,6 +117,8 @@ def personalize_fleet(model: str | os.PathLike[str], users_dir: str | os.PathLik
     from mlupdate.update.parameters import resolve
     from mlupdate.update.task import refuse_invalid
 
+    if address is not None:
+        reachable(address)
     spec = load_spec(model)
     refuse_invalid(spec)
     resolve(spec, None, parameters)  # a parameter the model does not allow fails here, not in every user
